@@ -1,0 +1,1 @@
+"""Nightly MovieLens recommendation job: every stage, usable without Airflow."""

@@ -1,0 +1,1 @@
+"""Locate, recognise and read raw MovieLens files."""

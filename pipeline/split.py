@@ -1,0 +1,63 @@
+"""The notebooks' evaluation split, reproduced exactly so results compare.
+
+Protocol (../shared/EVALUATION.md, A): keep users with >= 5 ratings, then
+movies with >= 5 ratings; per user in id order, rows sorted by timestamp
+(ties by movie id), scikit-learn train_test_split(test_size=0.30,
+random_state=42), then the remainder split 50/50 with random_state=42.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cache
+
+import numpy as np
+import polars as pl
+from sklearn.model_selection import train_test_split
+
+log = logging.getLogger(__name__)
+
+TRAIN, VAL, TEST = 0, 1, 2
+SPLIT_NAMES = ("train", "val", "test")
+
+
+@cache
+def _positions(n: int, test_size: float, seed: int) -> np.ndarray:
+    """Split label for each of n rows; only depends on n, so it is computed once per size."""
+    labels = np.full(n, TRAIN, dtype=np.int8)
+    try:
+        _, rest = train_test_split(np.arange(n), test_size=test_size, random_state=seed)
+        val, test = train_test_split(rest, test_size=0.5, random_state=seed)
+    except ValueError:
+        return labels  # too few rows to split: all train, as sklearn cannot split them
+    labels[val] = VAL
+    labels[test] = TEST
+    return labels
+
+
+def filter_min_counts(ratings: pl.DataFrame, min_count: int = 5) -> pl.DataFrame:
+    """Users with >= min_count ratings, then (on that result) movies with >= min_count."""
+    users = ratings.filter(pl.len().over("user_id") >= min_count)
+    return users.filter(pl.len().over("movie_id") >= min_count)
+
+
+def notebook_split(ratings: pl.DataFrame, min_count: int = 5, test_size: float = 0.30, seed: int = 42) -> pl.DataFrame:
+    """`ratings` filtered as the notebooks did, with a `split` column (0 train, 1 val, 2 test)."""
+    kept = filter_min_counts(ratings, min_count).sort(["user_id", "timestamp", "movie_id"])
+    sizes = kept.group_by("user_id", maintain_order=True).len()["len"].to_numpy()
+    labels = (
+        np.concatenate([_positions(int(n), test_size, seed) for n in sizes]) if len(sizes) else np.array([], np.int8)
+    )
+    unsplittable = int(sum(n for n in sizes if (_positions(int(n), test_size, seed) == TRAIN).all()))
+    if unsplittable:
+        log.info("%d ratings of users with too few rows to split were put in train", unsplittable)
+    out = kept.with_columns(pl.Series("split", labels, dtype=pl.Int8))
+    counts = out.group_by("split").len().sort("split")
+    log.info(
+        "notebook split: %s (from %d ratings; %d after >= %d filters)",
+        ", ".join(f"{SPLIT_NAMES[s]} {n:,}" for s, n in counts.iter_rows()),
+        len(ratings),
+        len(kept),
+        min_count,
+    )
+    return out

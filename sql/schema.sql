@@ -1,0 +1,72 @@
+-- The warehouse's tables that outlive a run. Data tables (ratings, movies,
+-- users, tags, links) are replaced by each successful load: see sql/load/.
+
+CREATE TABLE IF NOT EXISTS dq_results (
+    run_id           VARCHAR NOT NULL,
+    checked_at       TIMESTAMP NOT NULL,
+    file             VARCHAR NOT NULL,   -- path of the raw file checked
+    suite            VARCHAR NOT NULL,   -- expectations/<suite>.json, section
+    expectation      VARCHAR NOT NULL,
+    column_name      VARCHAR,
+    rule             VARCHAR,            -- the rule in words
+    severity         VARCHAR NOT NULL,   -- critical | warning
+    success          BOOLEAN NOT NULL,
+    element_count    BIGINT,
+    unexpected_count BIGINT
+);
+
+CREATE TABLE IF NOT EXISTS dq_alerts (
+    run_id           VARCHAR NOT NULL,
+    raised_at        TIMESTAMP NOT NULL,
+    file             VARCHAR NOT NULL,
+    suite            VARCHAR NOT NULL,
+    expectation      VARCHAR NOT NULL,
+    column_name      VARCHAR,
+    severity         VARCHAR NOT NULL,
+    unexpected_count BIGINT,
+    sample_values    VARCHAR[],
+    sample_lines     BIGINT[],           -- line numbers in the raw file
+    message          VARCHAR NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS model_runs (
+    run_id       VARCHAR NOT NULL,
+    logical_date TIMESTAMP,
+    dataset      VARCHAR NOT NULL,
+    model        VARCHAR NOT NULL,
+    params       JSON,
+    metrics      JSON,
+    device       VARCHAR,
+    seconds      DOUBLE,
+    is_champion  BOOLEAN,
+    created_at   TIMESTAMP NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS recommendations (
+    run_id           VARCHAR NOT NULL,
+    user_id          BIGINT NOT NULL,
+    rank             INTEGER NOT NULL,
+    movie_id         BIGINT NOT NULL,
+    score            DOUBLE NOT NULL,
+    predicted_rating DOUBLE,
+    reason           VARCHAR,
+    model            VARCHAR NOT NULL,
+    generated_at     TIMESTAMP NOT NULL
+);
+
+-- One row per published run; the newest one is what consumers see.
+CREATE TABLE IF NOT EXISTS published_runs (
+    run_id       VARCHAR PRIMARY KEY,
+    published_at TIMESTAMP NOT NULL,
+    dataset      VARCHAR NOT NULL,
+    model        VARCHAR NOT NULL,
+    n_users      BIGINT NOT NULL,
+    n_rows       BIGINT NOT NULL
+);
+
+CREATE OR REPLACE VIEW current_recommendations AS
+SELECT r.*
+FROM recommendations AS r
+WHERE r.run_id = (
+    SELECT run_id FROM published_runs ORDER BY published_at DESC, run_id DESC LIMIT 1
+);
