@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import warnings
 
-NOISY = ("great_expectations", "py.warnings", "urllib3", "numexpr")
+NOISY = ("py.warnings", "urllib3", "numexpr")
 
 
 def quiet_libraries() -> None:
-    """GX logs every registration at INFO; keep its warnings, drop the rest."""
+    """Keep libraries' warnings, drop their INFO chatter."""
     for name in NOISY:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", module="great_expectations")

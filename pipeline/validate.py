@@ -165,7 +165,10 @@ def _run_section(
     name = f"{suite['name']}.{section}"
     gx_suite = gx.ExpectationSuite(
         name=name,
-        expectations=[get_expectation_impl(s["type"])(**s["kwargs"], meta=s.get("meta")) for s in specs],
+        expectations=[
+            get_expectation_impl(s["type"])(**s["kwargs"], meta={**(s.get("meta") or {}), "spec_index": i})
+            for i, s in enumerate(specs)
+        ],
     )
     asset = source.add_dataframe_asset(f"{raw.raw_file.kind}_{section}")
     batch = asset.add_batch_definition_whole_dataframe("whole").get_batch(batch_parameters={"dataframe": frame})
@@ -174,7 +177,8 @@ def _run_section(
         expectation_parameters=params,
         result_format={"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE},
     )
-    return [_to_check(raw, name, spec, r) for spec, r in zip(specs, outcome.results, strict=True)]
+    # GX does not return results in suite order: match them back by index.
+    return [_to_check(raw, name, specs[r.expectation_config.meta["spec_index"]], r) for r in outcome.results]
 
 
 def _to_check(raw: RawRead, suite_name: str, spec: dict[str, Any], result: Any) -> CheckResult:

@@ -1,0 +1,118 @@
+"""
+### MovieLens nightly recommendations
+
+`fetch → validate → load → features → split → train → evaluate → score → publish → report`
+
+Validates the raw MovieLens files with Great Expectations, loads them into the
+DuckDB warehouse as of the run's data-interval end, retrains `neumf_features`,
+evaluates it (the notebooks' protocol), and publishes the top-N movies for
+every user into `recommendations` / `current_recommendations`.
+
+A data-quality failure writes `dq_alerts` rows, logs the alert and fails
+`validate` (no retries); nothing is published and the previous
+recommendations stay current.
+
+Params: `dataset` (folder of raw files; empty = download ml-latest-small),
+`top_n`, `max_epochs`, `device` (auto/cpu/cuda). The warehouse file is
+`MOVIELENS_WAREHOUSE` (default `warehouse/movielens.duckdb` in the project).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, dag, get_current_context, task
+
+TRANSIENT = {"retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True}
+
+
+@dag(
+    dag_id="movielens_nightly",
+    schedule=os.environ.get("MOVIELENS_SCHEDULE", "@daily"),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"owner": "recsys", "retries": 0},
+    params={
+        "dataset": Param(os.environ.get("MOVIELENS_DATASET", ""), type="string",
+                         description="Folder of raw MovieLens files; empty downloads ml-latest-small"),
+        "top_n": Param(100, type="integer", minimum=1, description="Recommendations per user"),
+        "max_epochs": Param(30, type="integer", minimum=1, description="Training epochs at most"),
+        "device": Param("auto", type="string", enum=["auto", "cpu", "cuda"]),
+    },
+    tags=["movielens", "recommendations", "duckdb"],
+    doc_md=__doc__,
+)
+def movielens_nightly() -> None:
+    @task(**TRANSIENT)
+    def fetch() -> str:
+        from pipeline import run
+
+        ctx = get_current_context()
+        p = ctx["params"]
+        as_of = ctx.get("data_interval_end") or ctx["logical_date"]
+        run_dir = run.prepare(
+            ctx["run_id"], as_of, p["dataset"] or None, None, p["top_n"], p["max_epochs"], p["device"]
+        )
+        return run.fetch(run_dir)
+
+    @task(retries=0)
+    def validate(run_dir: str) -> str:
+        from pipeline import run
+
+        return run.validate(run_dir)
+
+    @task(**TRANSIENT)
+    def load(run_dir: str) -> str:
+        from pipeline import run
+
+        return run.load(run_dir)
+
+    @task
+    def features(run_dir: str) -> str:
+        from pipeline import run
+
+        return run.features(run_dir)
+
+    @task
+    def split(run_dir: str) -> str:
+        from pipeline import run
+
+        return run.split(run_dir)
+
+    @task
+    def train(run_dir: str) -> str:
+        from pipeline import run
+
+        return run.train(run_dir)
+
+    @task
+    def evaluate(run_dir: str) -> str:
+        from pipeline import run
+
+        return run.evaluate(run_dir)
+
+    @task
+    def score(run_dir: str) -> str:
+        from pipeline import run
+
+        return run.score(run_dir)
+
+    @task(**TRANSIENT)
+    def publish(run_dir: str) -> str:
+        from pipeline import run
+
+        return run.publish(run_dir)
+
+    @task
+    def report(run_dir: str) -> str:
+        from pipeline import run
+
+        return run.report(run_dir)
+
+    report(publish(score(evaluate(train(split(features(load(validate(fetch())))))))))
+
+
+movielens_nightly()

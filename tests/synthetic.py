@@ -1,0 +1,101 @@
+"""Small synthetic MovieLens-shaped datasets, generated in code (never MovieLens rows).
+
+Ratings have planted structure (user and movie latent factors plus biases),
+so a model that learns must beat the global mean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+GENRES_1M = ["Action", "Comedy", "Drama", "Horror", "Sci-Fi"]
+GENRES_100K = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
+               "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
+               "Romance", "Sci-Fi", "Thriller", "War", "Western"]
+BASE_TS = 1_000_000_000  # 2001-09-09
+
+
+@dataclass
+class Synthetic:
+    ratings: list[tuple[int, int, float, int]]  # user, movie, rating, timestamp
+    movies: list[tuple[int, str, list[str]]]  # id, title, genres
+    users: list[tuple[int, str, int, int]]  # id, gender, age code, occupation code
+
+
+def make(n_users: int = 60, n_movies: int = 40, per_user: int = 20, seed: int = 0, half_stars: bool = False) -> Synthetic:
+    rng = np.random.default_rng(seed)
+    uf, mf = rng.normal(size=(n_users, 3)), rng.normal(size=(n_movies, 3))
+    ub, mb = rng.normal(0, 0.5, n_users), rng.normal(0, 0.7, n_movies)
+    ratings = []
+    for u in range(n_users):
+        for m in rng.choice(n_movies, size=min(per_user, n_movies), replace=False):
+            raw = 3.3 + ub[u] + mb[m] + 0.6 * uf[u] @ mf[m] + rng.normal(0, 0.3)
+            value = np.clip(np.round(raw * 2) / 2 if half_stars else np.round(raw), 0.5 if half_stars else 1, 5)
+            ratings.append((u + 1, int(m) + 1, float(value), BASE_TS + int(rng.integers(0, 10_000_000))))
+    movies = [
+        (m + 1, _title(m), sorted(set(rng.choice(GENRES_1M, size=2).tolist())))
+        for m in range(n_movies)
+    ]
+    users = [(u + 1, "F" if u % 2 else "M", [1, 18, 25, 35, 45, 50, 56][u % 7], u % 21) for u in range(n_users)]
+    return Synthetic(ratings, movies, users)
+
+
+def _title(m: int) -> str:
+    """Some titles carry a comma (CSV quoting) or an accent (latin-1 vs UTF-8)."""
+    article = ", The" if m % 5 == 0 else ""
+    accent = " Café" if m % 7 == 0 else ""
+    return f"Synthetic Film {m + 1}{accent}{article} ({1980 + m % 30})"
+
+
+def _stars(value: float, half: bool) -> str:
+    return f"{value:.1f}" if half else str(int(value))
+
+
+def write_ml1m(folder: Path, data: Synthetic) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "ratings.dat").write_text("".join(f"{u}::{m}::{_stars(r, False)}::{t}\n" for u, m, r, t in data.ratings))
+    (folder / "movies.dat").write_bytes(
+        "".join(f"{m}::{title}::{'|'.join(g)}\n" for m, title, g in data.movies).encode("latin-1")
+    )
+    (folder / "users.dat").write_text("".join(f"{u}::{g}::{a}::{o}::{u:05d}\n" for u, g, a, o in data.users))
+    return folder
+
+
+def write_ml100k(folder: Path, data: Synthetic) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "u.data").write_text("".join(f"{u}\t{m}\t{_stars(r, False)}\t{t}\n" for u, m, r, t in data.ratings))
+    lines = []
+    for m, title, genres in data.movies:
+        flags = "|".join("1" if g in genres else "0" for g in GENRES_100K)
+        lines.append(f"{m}|{title}|01-Jan-1995||http://example.invalid/{m}|{flags}\n")
+    (folder / "u.item").write_bytes("".join(lines).encode("latin-1"))
+    occupations = ["student", "engineer", "writer"]
+    (folder / "u.user").write_text(
+        "".join(f"{u}|{20 + u % 40}|{g}|{occupations[u % 3]}|{u:05d}\n" for u, g, _, _ in data.users)
+    )
+    return folder
+
+
+def write_ml_latest(folder: Path, data: Synthetic, line_end: str = "\r\n") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    nl = line_end
+    (folder / "ratings.csv").write_text(
+        f"userId,movieId,rating,timestamp{nl}"
+        + "".join(f"{u},{m},{_stars(r, True)},{t}{nl}" for u, m, r, t in data.ratings),
+        newline="",
+    )
+    (folder / "movies.csv").write_text(
+        f"movieId,title,genres{nl}" + "".join(f'{m},"{title}",{"|".join(g)}{nl}' for m, title, g in data.movies),
+        encoding="utf-8",
+        newline="",
+    )
+    (folder / "tags.csv").write_text(
+        f"userId,movieId,tag,timestamp{nl}1,1,\"funny, clever\",{BASE_TS}{nl}", newline=""
+    )
+    (folder / "links.csv").write_text(
+        f"movieId,imdbId,tmdbId{nl}" + "".join(f"{m},{m:07d},{m + 100}{nl}" for m, _, _ in data.movies), newline=""
+    )
+    return folder

@@ -1,0 +1,137 @@
+"""Planted errors in otherwise clean synthetic files must raise the right alert."""
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pipeline import alerts, warehouse
+from pipeline.datasets.layouts import detect_layout
+from pipeline.validate import CheckResult, ValidationReport, validate_folder
+from tests.conftest import shared_dataset
+from tests.synthetic import make, write_ml1m, write_ml100k, write_ml_latest
+
+
+def _validate(folder: Path) -> ValidationReport:
+    return validate_folder(folder, detect_layout(folder))
+
+
+def _only_failure(report: ValidationReport) -> CheckResult:
+    assert not report.passed
+    assert len(report.failures) == 1, [f.message() for f in report.failures]
+    return report.failures[0]
+
+
+def _edit_line(path: Path, line_no: int, old: str, new: str, encoding: str = "latin-1") -> None:
+    lines = path.read_text(encoding=encoding).split("\n")
+    assert old in lines[line_no - 1]
+    lines[line_no - 1] = lines[line_no - 1].replace(old, new, 1)
+    path.write_text("\n".join(lines), encoding=encoding)
+
+
+@pytest.fixture
+def ml1m(tmp_path: Path) -> Path:
+    return write_ml1m(tmp_path / "ml1m", make(n_users=20, n_movies=15, per_user=8))
+
+
+@pytest.mark.parametrize("writer", [write_ml100k, write_ml1m, write_ml_latest])
+def test_clean_synthetic_files_pass_every_rule(tmp_path: Path, writer) -> None:
+    report = _validate(writer(tmp_path / "d", make(n_users=20, n_movies=15, per_user=8)))
+    assert report.passed and report.failures == []
+    assert {"movies", "ratings"} <= set(report.staged)
+
+
+def test_bad_rating_is_named_with_value_and_line(ml1m: Path) -> None:
+    path = ml1m / "ratings.dat"
+    fields = path.read_text().split("\n")[6].split("::")
+    _edit_line(path, 7, f"::{fields[2]}::", "::9::")
+    failure = _only_failure(_validate(ml1m))
+    assert failure.file.endswith("ratings.dat") and failure.column == "rating"
+    assert failure.expectation == "expect_column_values_to_be_in_set"
+    assert failure.samples == ["9"] and failure.lines == [7] and failure.unexpected_count == 1
+
+
+def test_unknown_movie_breaks_referential_integrity(ml1m: Path) -> None:
+    path = ml1m / "ratings.dat"
+    user = path.read_text().split("\n")[2].split("::")[0]
+    with open(path, "a") as fh:
+        fh.write(f"{user}::999::4::1000000000\n")
+    failure = _only_failure(_validate(ml1m))
+    assert failure.column == "movie_id" and failure.rule == "every rated movie is in the movies file"
+    assert failure.samples == ["999"]
+
+
+def test_duplicate_user_movie_pair_is_caught(ml1m: Path) -> None:
+    path = ml1m / "ratings.dat"
+    first = path.read_text().split("\n")[0]
+    with open(path, "a") as fh:
+        fh.write(first + "\n")
+    failure = _only_failure(_validate(ml1m))
+    assert failure.expectation == "expect_compound_columns_to_be_unique"
+    assert failure.unexpected_count == 2  # both copies of the pair
+
+
+def test_wrong_separator_fails_structure_and_stops_further_checks(ml1m: Path) -> None:
+    path = ml1m / "ratings.dat"
+    path.write_text(path.read_text().replace("::", "\t"))
+    report = _validate(ml1m)
+    failure = _only_failure(report)
+    assert failure.column == "_n_fields" and failure.samples[0] == "1"
+    assert "wrong separator" in failure.rule
+    assert "ratings" not in report.staged
+
+
+def test_utf8_file_in_a_latin1_layout_is_caught_as_double_encoding(ml1m: Path) -> None:
+    path = ml1m / "movies.dat"
+    path.write_bytes(path.read_bytes().decode("latin-1").encode("utf-8"))
+    failure = _only_failure(_validate(ml1m))
+    assert failure.column == "title" and "double-encoded" in failure.rule
+    assert any("CafÃ©" in s for s in failure.samples)
+
+
+def test_latin1_bytes_in_a_utf8_csv_are_rejected_with_line(tmp_path: Path) -> None:
+    folder = write_ml_latest(tmp_path / "latest", make(n_users=20, n_movies=15, per_user=8))
+    path = folder / "movies.csv"
+    path.write_bytes(path.read_text(encoding="utf-8").encode("latin-1"))
+    report = _validate(folder)
+    encoding = [f for f in report.failures if f.expectation == "file_parses_as_rfc4180_utf8_csv"]
+    assert encoding and "INVALID ENCODING" in encoding[0].samples[0]
+    assert encoding[0].lines[0] == 2  # movie 1 is the first data row, after the header
+
+
+def test_csv_with_wrong_header_names_the_columns_found(tmp_path: Path) -> None:
+    folder = write_ml_latest(tmp_path / "latest", make(n_users=10, n_movies=10, per_user=5))
+    path = folder / "ratings.csv"
+    path.write_text(path.read_text().replace("userId,movieId", "user,movie", 1), newline="")
+    failure = _only_failure(_validate(folder))
+    assert failure.expectation == "expect_table_columns_to_match_ordered_list"
+    assert "'user'" in failure.samples[0]
+
+
+def test_failures_become_dq_alert_rows_and_all_checks_dq_results(ml1m: Path, tmp_path: Path) -> None:
+    _edit_line(ml1m / "users.dat", 3, "::", "::X", encoding="latin-1")  # gender 'XF' / 'XM'
+    report = _validate(ml1m)
+    con = warehouse.connect(tmp_path / "wh.duckdb")
+    n = alerts.record_checks(con, "run-1", report.results)
+    assert n == len(report.failures) >= 1
+    assert con.execute("SELECT count(*) FROM dq_results WHERE run_id = 'run-1'").fetchall()[0][0] == len(report.results)
+    row = con.execute(
+        "SELECT file, expectation, column_name, unexpected_count, sample_values, sample_lines, message "
+        "FROM dq_alerts WHERE run_id = 'run-1' AND column_name = 'gender'"
+    ).fetchall()
+    assert row and row[0][0].endswith("users.dat") and row[0][3] == 1 and row[0][5] == [3]
+    assert row[0][4][0].startswith("X")
+
+
+@pytest.mark.parametrize("name", ["ml-100k", "ml-1m-users-1-2999", "ml-latest-small"])
+def test_real_movielens_copies_pass_validation(name: str) -> None:
+    report = _validate(shared_dataset(name))
+    assert report.passed, [f.message() for f in report.failures]
+    assert not report.failures
+
+
+def test_rules_needing_a_users_file_are_skipped_without_one(tmp_path: Path) -> None:
+    folder = write_ml_latest(tmp_path / "latest", make(n_users=10, n_movies=10, per_user=5))
+    report = _validate(folder)
+    assert not [r for r in report.results if r.rule.startswith("every rating's user")]
+    assert duckdb.__version__  # the suite ran with DuckDB-read frames
