@@ -36,8 +36,11 @@ TRANSIENT = {"retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponenti
     max_active_runs=1,
     default_args={"owner": "recsys", "retries": 0},
     params={
-        "dataset": Param(os.environ.get("MOVIELENS_DATASET", ""), type="string",
-                         description="Folder of raw MovieLens files; empty downloads ml-latest-small"),
+        "dataset": Param(
+            os.environ.get("MOVIELENS_DATASET", ""),
+            type="string",
+            description="Folder of raw MovieLens files; empty downloads ml-latest-small",
+        ),
         "top_n": Param(100, type="integer", minimum=1, description="Recommendations per user"),
         "max_epochs": Param(30, type="integer", minimum=1, description="Training epochs at most"),
         "device": Param("auto", type="string", enum=["auto", "cpu", "cuda"]),

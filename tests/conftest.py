@@ -1,12 +1,18 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# Importing airflow without AIRFLOW_HOME creates ~/airflow; keep it in the project.
+REPO = Path(__file__).resolve().parent.parent
+os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".airflow"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 import pytest
 
 import pipeline  # noqa: F401  (quiets GX logging before any test imports it)
 
-SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 def shared_dataset(name: str) -> Path:

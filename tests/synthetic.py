@@ -12,9 +12,27 @@ from pathlib import Path
 import numpy as np
 
 GENRES_1M = ["Action", "Comedy", "Drama", "Horror", "Sci-Fi"]
-GENRES_100K = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
-               "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
-               "Romance", "Sci-Fi", "Thriller", "War", "Western"]
+GENRES_100K = [
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+]
 BASE_TS = 1_000_000_000  # 2001-09-09
 
 
@@ -25,7 +43,9 @@ class Synthetic:
     users: list[tuple[int, str, int, int]]  # id, gender, age code, occupation code
 
 
-def make(n_users: int = 60, n_movies: int = 40, per_user: int = 20, seed: int = 0, half_stars: bool = False) -> Synthetic:
+def make(
+    n_users: int = 60, n_movies: int = 40, per_user: int = 20, seed: int = 0, half_stars: bool = False
+) -> Synthetic:
     rng = np.random.default_rng(seed)
     uf, mf = rng.normal(size=(n_users, 3)), rng.normal(size=(n_movies, 3))
     ub, mb = rng.normal(0, 0.5, n_users), rng.normal(0, 0.7, n_movies)
@@ -35,10 +55,7 @@ def make(n_users: int = 60, n_movies: int = 40, per_user: int = 20, seed: int = 
             raw = 3.3 + ub[u] + mb[m] + 0.6 * uf[u] @ mf[m] + rng.normal(0, 0.3)
             value = np.clip(np.round(raw * 2) / 2 if half_stars else np.round(raw), 0.5 if half_stars else 1, 5)
             ratings.append((u + 1, int(m) + 1, float(value), BASE_TS + int(rng.integers(0, 10_000_000))))
-    movies = [
-        (m + 1, _title(m), sorted(set(rng.choice(GENRES_1M, size=2).tolist())))
-        for m in range(n_movies)
-    ]
+    movies = [(m + 1, _title(m), sorted(set(rng.choice(GENRES_1M, size=2).tolist()))) for m in range(n_movies)]
     users = [(u + 1, "F" if u % 2 else "M", [1, 18, 25, 35, 45, 50, 56][u % 7], u % 21) for u in range(n_users)]
     return Synthetic(ratings, movies, users)
 
@@ -92,9 +109,7 @@ def write_ml_latest(folder: Path, data: Synthetic, line_end: str = "\r\n") -> Pa
         encoding="utf-8",
         newline="",
     )
-    (folder / "tags.csv").write_text(
-        f"userId,movieId,tag,timestamp{nl}1,1,\"funny, clever\",{BASE_TS}{nl}", newline=""
-    )
+    (folder / "tags.csv").write_text(f'userId,movieId,tag,timestamp{nl}1,1,"funny, clever",{BASE_TS}{nl}', newline="")
     (folder / "links.csv").write_text(
         f"movieId,imdbId,tmdbId{nl}" + "".join(f"{m},{m:07d},{m + 100}{nl}" for m, _, _ in data.movies), newline=""
     )
