@@ -8,9 +8,9 @@ REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".airflow"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
-import pytest
+import pytest  # noqa: E402
 
-import pipeline  # noqa: F401  (quiets GX logging before any test imports it)
+import pipeline  # noqa: F401, E402  (quiets GX logging before any test imports it)
 
 SHARED_DATA = REPO.parent / "shared" / "data"
 

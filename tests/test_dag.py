@@ -1,6 +1,7 @@
 """The DAG: parses cleanly with no work at import, and runs for real through Airflow."""
 
 import ast
+import itertools
 import json
 import os
 import subprocess
@@ -35,7 +36,7 @@ def test_dag_loads_with_the_expected_chain_and_settings() -> None:
     dag = bag.get_dag("movielens_nightly")
     assert dag.max_active_runs == 1 and dag.catchup is False
     assert [t.task_id for t in dag.topological_sort()] == CHAIN
-    for upstream, downstream in zip(CHAIN, CHAIN[1:], strict=False):
+    for upstream, downstream in itertools.pairwise(CHAIN):
         assert dag.get_task(downstream).upstream_task_ids == {upstream}
     assert dag.get_task("validate").retries == 0
     assert dag.get_task("fetch").retries > 0

@@ -43,7 +43,7 @@ def test_download_extracts_and_verifies_then_reuses_the_copy(tmp_path: Path, ser
 def test_checksum_mismatch_installs_nothing(tmp_path: Path, served_archive) -> None:
     base, sums = served_archive
     wrong = {**sums, "ratings.csv": "0" * 64}
-    with pytest.raises(DownloadError, match="failed checksum verification for: ratings.csv"):
+    with pytest.raises(DownloadError, match=r"failed checksum verification for: ratings\.csv"):
         fetch_ml_latest_small(tmp_path / "data", f"{base}/ml-latest-small.zip", wrong)
     assert not (tmp_path / "data" / "ml-latest-small").exists()
 

@@ -25,7 +25,7 @@ def test_unrecognised_folder_names_files_present_and_expected(tmp_path: Path) ->
 def test_missing_required_file_is_named(tmp_path: Path) -> None:
     folder = write_ml1m(tmp_path / "d", make(n_users=5, n_movies=5, per_user=3))
     (folder / "users.dat").unlink()
-    with pytest.raises(LayoutError, match="users.dat"):
+    with pytest.raises(LayoutError, match=r"users\.dat"):
         detect_layout(folder)
 
 
