@@ -18,7 +18,7 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 
-PAIRS_PER_BATCH = 1 << 19
+PAIRS_PER_BATCH = 1 << 15  # ~16 MB of hidden activations: cache-friendly, measured fastest here
 HISTORY_FOR_REASONS = 50
 
 
@@ -59,7 +59,7 @@ def top_n(
     model_users = np.flatnonzero(trained_users)
     for i in range(0, len(model_users), batch):
         users = torch.tensor(model_users[i : i + batch], device=device)
-        scores = model(users.repeat_interleave(n_movies), movies.repeat(len(users))).view(len(users), n_movies)
+        scores = _score_matrix(model, users, movies)
         parts.append(_select(scores, users, blocked, seen_ptr, seen_idx, n, liked, item_vectors, fallback=False))
         if (i // batch) % 20 == 0:
             log.info("scored %d/%d users", min(i + batch, len(model_users)), len(model_users))
@@ -74,6 +74,13 @@ def top_n(
     out = pl.concat(parts) if parts else pl.DataFrame()
     log.info("top-%d for %d users in %.1fs", n, n_users, time.perf_counter() - started)
     return out
+
+
+def _score_matrix(model: nn.Module, users: torch.Tensor, movies: torch.Tensor) -> torch.Tensor:
+    """[users, movies] scores: the model's own fast path when it has one, else every pair through forward()."""
+    if hasattr(model, "score_matrix"):
+        return model.score_matrix(users, movies)
+    return model(users.repeat_interleave(len(movies)), movies.repeat(len(users))).view(len(users), len(movies))
 
 
 def _select(

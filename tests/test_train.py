@@ -67,3 +67,15 @@ def test_cuda_request_without_a_gpu_is_a_clear_error() -> None:
         assert select_device("auto").type == "cpu"
         with pytest.raises(RuntimeError, match="CUDA is not available"):
             select_device("cuda")
+
+
+def test_score_matrix_equals_forward_on_every_pair() -> None:
+    model = _model(seed=3).eval()
+    for layer in model.mlp:  # non-trivial batch-norm statistics
+        if isinstance(layer, torch.nn.BatchNorm1d):
+            layer.running_mean.uniform_(-0.5, 0.5)
+            layer.running_var.uniform_(0.5, 2.0)
+    users, movies = torch.tensor([0, 5, 79]), torch.arange(40)
+    with torch.no_grad():
+        pairs = model(users.repeat_interleave(40), movies.repeat(3)).view(3, 40)
+    assert torch.allclose(model.score_matrix(users, movies), pairs, atol=1e-5)
