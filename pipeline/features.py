@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import duckdb
 import numpy as np
 import polars as pl
+
+if TYPE_CHECKING:  # loading saved features needs no database driver
+    import duckdb
 
 # ml-1m age brackets; ml-100k ages in years are mapped onto them so both
 # layouts give the model the same user features.
