@@ -51,7 +51,11 @@ TRANSIENT = {"retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponenti
 def movielens_nightly() -> None:
     @task(**TRANSIENT)
     def fetch() -> str:
+        from airflow.sdk.exceptions import AirflowFailException
+
         from pipeline import run
+        from pipeline.datasets.download import DownloadError
+        from pipeline.datasets.layouts import LayoutError
 
         ctx = get_current_context()
         p = ctx["params"]
@@ -59,7 +63,12 @@ def movielens_nightly() -> None:
         run_dir = run.prepare(
             ctx["run_id"], as_of, p["dataset"] or None, None, p["top_n"], p["max_epochs"], p["device"]
         )
-        return run.fetch(run_dir)
+        try:
+            return run.fetch(run_dir)
+        except (DownloadError, LayoutError) as exc:
+            # Already retried where it helps (the download); a wrong folder or an
+            # unreachable archive will not fix itself by waiting.
+            raise AirflowFailException(str(exc)) from exc
 
     @task(retries=0)
     def validate(run_dir: str) -> str:

@@ -10,6 +10,7 @@ import hashlib
 import logging
 import shutil
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -54,11 +55,31 @@ def verify(folder: Path, expected: dict[str, str]) -> list[str]:
     ]
 
 
+def _download(url: str, target: Path, timeout_s: float, attempts: int) -> None:
+    """Fetch `url` to `target`, retrying network errors a few times with a short back-off.
+
+    Retries live here rather than in Airflow so that an offline machine gets
+    its answer in seconds, not after the scheduler's retry delays.
+    """
+    for attempt in range(1, attempts + 1):
+        log.info("downloading %s (attempt %d/%d)", url, attempt, attempts)
+        try:
+            with urllib.request.urlopen(url, timeout=timeout_s) as response, open(target, "wb") as out:
+                shutil.copyfileobj(response, out, length=1 << 20)
+            return
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            if attempt == attempts:
+                raise DownloadError(f"could not download {url}: {exc}.\n{HOW_TO_POINT_AT_LOCAL_FILES}") from exc
+            log.warning("download failed (%s); retrying in %ds", exc, 2**attempt)
+            time.sleep(2**attempt)
+
+
 def fetch_ml_latest_small(
     dest: Path,
     url: str = ML_LATEST_SMALL_URL,
     expected: dict[str, str] = ML_LATEST_SMALL_SHA256,
     timeout_s: float = 30.0,
+    attempts: int = 3,
 ) -> Path:
     """Return a verified ml-latest-small folder under `dest`, downloading it if needed."""
     folder = Path(dest) / "ml-latest-small"
@@ -68,12 +89,7 @@ def fetch_ml_latest_small(
     Path(dest).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest) as tmp:
         archive = Path(tmp) / "archive.zip"
-        log.info("downloading %s", url)
-        try:
-            with urllib.request.urlopen(url, timeout=timeout_s) as response, open(archive, "wb") as out:
-                shutil.copyfileobj(response, out, length=1 << 20)
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            raise DownloadError(f"could not download {url}: {exc}.\n{HOW_TO_POINT_AT_LOCAL_FILES}") from exc
+        _download(url, archive, timeout_s, attempts)
         try:
             with zipfile.ZipFile(archive) as zf:
                 zf.extractall(tmp)

@@ -59,5 +59,7 @@ def test_unreachable_server_says_how_to_point_at_local_files(tmp_path: Path) -> 
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(DownloadError) as err:
-        fetch_ml_latest_small(tmp_path / "data", f"http://127.0.0.1:{port}/ml-latest-small.zip", timeout_s=5)
+        fetch_ml_latest_small(
+            tmp_path / "data", f"http://127.0.0.1:{port}/ml-latest-small.zip", timeout_s=5, attempts=2
+        )
     assert "could not download" in str(err.value) and "make run DATASET=" in str(err.value)
