@@ -29,7 +29,7 @@ from pipeline.features import Features
 from pipeline.models.neumf_features import NeuMFFeatures
 from pipeline.recommend import top_n
 from pipeline.split import TEST, TRAIN, VAL
-from pipeline.train import fit, predict, select_device
+from pipeline.train import fit, predict, select_device, triples
 
 
 def main() -> None:
@@ -52,27 +52,14 @@ def main() -> None:
     split = pl.read_parquet(run / "split.parquet")
     device = select_device(args.device)
 
-    def triples(part: int):
-        rows = split.filter(pl.col("split") == part)
-        return (
-            torch.from_numpy(rows["user_idx"].to_numpy().copy()),
-            torch.from_numpy(rows["movie_idx"].to_numpy().copy()),
-            torch.from_numpy((rows["rating"].to_numpy() / args.rating_max).astype(np.float32)),
-        )
+    def part(split_id: int):
+        return triples(split.filter(pl.col("split") == split_id), args.rating_max)
 
     torch.manual_seed(cfg.train.seed)
     p = cfg.train
-    model = NeuMFFeatures(
-        len(feats.user_ids),
-        len(feats.movie_ids),
-        torch.from_numpy(feats.user_features),
-        torch.from_numpy(feats.movie_features),
-        p.embedding_dim,
-        p.hidden,
-        p.dropout,
-    )
-    result = fit(model, triples(TRAIN), triples(VAL), p, device)
-    users, movies, target = (t.to(device) for t in triples(TEST))
+    model = NeuMFFeatures.from_features(feats, p)
+    result = fit(model, part(TRAIN), part(VAL), p, device)
+    users, movies, target = (t.to(device) for t in part(TEST))
     pred = predict(model, users, movies).cpu().numpy()
     test = split.filter(pl.col("split") == TEST)
     metrics = {

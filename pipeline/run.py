@@ -18,7 +18,7 @@ import polars as pl
 import torch
 
 from pipeline import alerts, warehouse
-from pipeline.config import RunConfig, TrainParams, var_dir
+from pipeline.config import RunConfig, TrainParams, default_warehouse, var_dir
 from pipeline.datasets.download import fetch_ml_latest_small, sha256_of
 from pipeline.datasets.layouts import LAYOUTS, Layout, detect_layout
 from pipeline.evaluate import rating_metrics, rerank_metrics
@@ -28,7 +28,7 @@ from pipeline.models.neumf_features import NeuMFFeatures
 from pipeline.publish import publish as publish_rows
 from pipeline.recommend import top_n
 from pipeline.split import TEST, TRAIN, VAL, notebook_split
-from pipeline.train import fit, predict, select_device
+from pipeline.train import fit, predict, select_device, triples
 from pipeline.validate import DataQualityError, validate_folder
 
 log = logging.getLogger(__name__)
@@ -47,8 +47,6 @@ def prepare(
     model: str = "neumf_features",
 ) -> str:
     """Create the run folder with its config; return its path."""
-    from pipeline.config import default_warehouse
-
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; available: {', '.join(MODELS)}")
     params = TrainParams()
@@ -145,25 +143,8 @@ def split(run_dir: str) -> str:
     return run_dir
 
 
-def _triples(frame: pl.DataFrame, rating_max: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return (
-        torch.from_numpy(frame["user_idx"].to_numpy().copy()),
-        torch.from_numpy(frame["movie_idx"].to_numpy().copy()),
-        torch.from_numpy((frame["rating"].to_numpy() / rating_max).astype(np.float32)),
-    )
-
-
 def _build_model(cfg: RunConfig, feats: Features) -> NeuMFFeatures:
-    p = cfg.train
-    return NeuMFFeatures(
-        len(feats.user_ids),
-        len(feats.movie_ids),
-        torch.from_numpy(feats.user_features),
-        torch.from_numpy(feats.movie_features),
-        p.embedding_dim,
-        p.hidden,
-        p.dropout,
-    )
+    return NeuMFFeatures.from_features(feats, cfg.train)
 
 
 def train(run_dir: str) -> str:
@@ -183,8 +164,8 @@ def train(run_dir: str) -> str:
     )
     result = fit(
         model,
-        _triples(data.filter(pl.col("split") == TRAIN), layout.rating_max),
-        _triples(data.filter(pl.col("split") == VAL), layout.rating_max),
+        triples(data.filter(pl.col("split") == TRAIN), layout.rating_max),
+        triples(data.filter(pl.col("split") == VAL), layout.rating_max),
         cfg.train,
         device,
     )
@@ -208,7 +189,7 @@ def evaluate(run_dir: str) -> str:
     device = select_device(_cfg(run_dir).device)
     cfg, _, model = _load_model(run_dir, device)
     test = pl.read_parquet(Path(run_dir) / "split.parquet").filter(pl.col("split") == TEST)
-    users, movies, target = _triples(test, layout.rating_max)
+    users, movies, target = triples(test, layout.rating_max)
     pred = predict(model, users.to(device), movies.to(device)).cpu().numpy()
     metrics = {
         "protocol": "notebook (per-user random 70/15/15, re-rank own test items)",

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import polars as pl
 import torch
 from torch import nn
 
@@ -22,6 +23,15 @@ from pipeline.config import TrainParams
 log = logging.getLogger(__name__)
 
 Triples = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # users, movies, target in [0, 1]
+
+
+def triples(frame: pl.DataFrame, rating_max: float) -> Triples:
+    """(user_idx, movie_idx, rating / rating_max) tensors from an indexed ratings frame."""
+    return (
+        torch.from_numpy(frame["user_idx"].to_numpy().copy()),
+        torch.from_numpy(frame["movie_idx"].to_numpy().copy()),
+        torch.from_numpy((frame["rating"].to_numpy() / rating_max).astype(np.float32)),
+    )
 
 
 def select_device(requested: str = "auto") -> torch.device:

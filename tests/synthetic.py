@@ -11,28 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.datasets.layouts import ML_100K_GENRES
+
 GENRES_1M = ["Action", "Comedy", "Drama", "Horror", "Sci-Fi"]
-GENRES_100K = [
-    "unknown",
-    "Action",
-    "Adventure",
-    "Animation",
-    "Children's",
-    "Comedy",
-    "Crime",
-    "Documentary",
-    "Drama",
-    "Fantasy",
-    "Film-Noir",
-    "Horror",
-    "Musical",
-    "Mystery",
-    "Romance",
-    "Sci-Fi",
-    "Thriller",
-    "War",
-    "Western",
-]
+GENRES_100K = list(ML_100K_GENRES)
 BASE_TS = 1_000_000_000  # 2001-09-09
 
 

@@ -7,8 +7,14 @@ the rating scaled to [0, 1] through a sigmoid.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from pipeline.config import TrainParams
+    from pipeline.features import Features
 
 
 class NeuMFFeatures(nn.Module):
@@ -37,6 +43,18 @@ class NeuMFFeatures(nn.Module):
             width = size
         layers.append(nn.Linear(width, 1))
         self.mlp = nn.Sequential(*layers)
+
+    @classmethod
+    def from_features(cls, feats: Features, params: TrainParams) -> NeuMFFeatures:
+        return cls(
+            len(feats.user_ids),
+            len(feats.movie_ids),
+            torch.from_numpy(feats.user_features),
+            torch.from_numpy(feats.movie_features),
+            params.embedding_dim,
+            params.hidden,
+            params.dropout,
+        )
 
     def forward(self, users: torch.Tensor, movies: torch.Tensor) -> torch.Tensor:
         x = torch.cat(
