@@ -27,6 +27,32 @@ from airflow.sdk import Param, dag, get_current_context, task
 
 TRANSIENT = {"retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True}
 
+# Each stage is pipeline.run.<name>(run_dir) -> run_dir. Validation never
+# retries (bad data stays bad); steps that touch files or the warehouse may.
+STAGES_AFTER_FETCH = (
+    ("validate", {"retries": 0}),
+    ("load", TRANSIENT),
+    ("features", {}),
+    ("split", {}),
+    ("train", {}),
+    ("evaluate", {}),
+    ("score", {}),
+    ("publish", TRANSIENT),
+    ("report", {}),
+)
+
+
+def _stage(name: str, settings: dict):
+    """A task running one pipeline stage on the run folder (pipeline is imported at run time, not parse time)."""
+
+    @task(task_id=name, **settings)
+    def run_stage(run_dir: str) -> str:
+        from pipeline import run
+
+        return getattr(run, name)(run_dir)
+
+    return run_stage
+
 
 @dag(
     dag_id="movielens_nightly",
@@ -70,61 +96,9 @@ def movielens_nightly() -> None:
             # unreachable archive will not fix itself by waiting.
             raise AirflowFailException(str(exc)) from exc
 
-    @task(retries=0)
-    def validate(run_dir: str) -> str:
-        from pipeline import run
-
-        return run.validate(run_dir)
-
-    @task(**TRANSIENT)
-    def load(run_dir: str) -> str:
-        from pipeline import run
-
-        return run.load(run_dir)
-
-    @task
-    def features(run_dir: str) -> str:
-        from pipeline import run
-
-        return run.features(run_dir)
-
-    @task
-    def split(run_dir: str) -> str:
-        from pipeline import run
-
-        return run.split(run_dir)
-
-    @task
-    def train(run_dir: str) -> str:
-        from pipeline import run
-
-        return run.train(run_dir)
-
-    @task
-    def evaluate(run_dir: str) -> str:
-        from pipeline import run
-
-        return run.evaluate(run_dir)
-
-    @task
-    def score(run_dir: str) -> str:
-        from pipeline import run
-
-        return run.score(run_dir)
-
-    @task(**TRANSIENT)
-    def publish(run_dir: str) -> str:
-        from pipeline import run
-
-        return run.publish(run_dir)
-
-    @task
-    def report(run_dir: str) -> str:
-        from pipeline import run
-
-        return run.report(run_dir)
-
-    report(publish(score(evaluate(train(split(features(load(validate(fetch())))))))))
+    run_dir = fetch()
+    for name, settings in STAGES_AFTER_FETCH:
+        run_dir = _stage(name, settings)(run_dir)
 
 
 movielens_nightly()

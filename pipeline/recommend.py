@@ -92,7 +92,7 @@ def _select(
     seen_ptr: np.ndarray,
     seen_idx: np.ndarray,
     n: int,
-    liked: tuple[np.ndarray, np.ndarray, np.ndarray],
+    liked: tuple[np.ndarray, np.ndarray],
     item_vectors: torch.Tensor | None,
     fallback: bool,
 ) -> pl.DataFrame:
@@ -122,7 +122,7 @@ def _select(
     return frame.filter(pl.Series(valid.ravel()))
 
 
-def _liked_history(ratings: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _liked_history(ratings: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Each user's best-rated movies (most recent first among equals), padded to a fixed width."""
     best = (
         ratings.sort(["user_idx", "rating", "timestamp"], descending=[False, True, True])
@@ -135,7 +135,7 @@ def _liked_history(ratings: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.nd
     u, p = best["user_idx"].to_numpy(), best["pos"].to_numpy()
     movie[u, p] = best["movie_idx"].to_numpy()
     rating[u, p] = best["rating"].to_numpy()
-    return movie, rating, np.arange(n_users)
+    return movie, rating
 
 
 def _item_vectors(model: nn.Module, device: torch.device) -> torch.Tensor | None:
@@ -149,7 +149,7 @@ def _item_vectors(model: nn.Module, device: torch.device) -> torch.Tensor | None
 def _reasons(
     users: np.ndarray,
     top_movies: torch.Tensor,
-    liked: tuple[np.ndarray, np.ndarray, np.ndarray],
+    liked: tuple[np.ndarray, np.ndarray],
     item_vectors: torch.Tensor | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """For each recommendation, the user's highly rated movie most similar to it."""

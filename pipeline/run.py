@@ -175,19 +175,20 @@ def train(run_dir: str) -> str:
     return run_dir
 
 
-def _load_model(run_dir: str, device: torch.device) -> tuple[RunConfig, Features, NeuMFFeatures]:
+def _load_model(run_dir: str) -> tuple[RunConfig, Features, NeuMFFeatures, torch.device]:
+    """The trained model on the run's device, with its config and features."""
     cfg = _cfg(run_dir)
+    device = select_device(cfg.device)
     feats = Features.load(Path(run_dir) / "features.npz")
     model = _build_model(cfg, feats)
     model.load_state_dict(torch.load(Path(run_dir) / "model.pt", map_location=device))
-    return cfg, feats, model.to(device)
+    return cfg, feats, model.to(device), device
 
 
 def evaluate(run_dir: str) -> str:
     """Test-split metrics of the notebooks' protocol, into metrics.json and model_runs."""
     layout = _layout(run_dir)
-    device = select_device(_cfg(run_dir).device)
-    cfg, _, model = _load_model(run_dir, device)
+    cfg, _, model, device = _load_model(run_dir)
     test = pl.read_parquet(Path(run_dir) / "split.parquet").filter(pl.col("split") == TEST)
     users, movies, target = triples(test, layout.rating_max)
     pred = predict(model, users.to(device), movies.to(device)).cpu().numpy()
@@ -231,29 +232,25 @@ def evaluate(run_dir: str) -> str:
 def score(run_dir: str) -> str:
     """Top-N unseen movies for every user, with the movie behind each reason."""
     layout = _layout(run_dir)
-    device = select_device(_cfg(run_dir).device)
-    cfg, feats, model = _load_model(run_dir, device)
+    cfg, feats, model, device = _load_model(run_dir)
     ratings = pl.read_parquet(Path(run_dir) / "ratings.parquet")
     train_rows = pl.read_parquet(Path(run_dir) / "split.parquet").filter(pl.col("split") == TRAIN)
     recs = top_n(model, ratings, train_rows, len(feats.user_ids), len(feats.movie_ids), cfg.top_n, device)
     ids_u, ids_m = feats.user_ids, feats.movie_ids
-    reason = recs["reason_movie_idx"].to_numpy()
-    out = pl.DataFrame(
-        {
-            "user_id": ids_u[recs["user_idx"].to_numpy()],
-            "rank": recs["rank"],
-            "movie_id": ids_m[recs["movie_idx"].to_numpy()],
-            "score": recs["score"],
-            "predicted_rating": np.where(
-                recs["is_fallback"].to_numpy(), np.nan, recs["score"].to_numpy() * layout.rating_max
-            ),
-            "reason_movie_id": pl.Series(np.where(reason >= 0, ids_m[np.clip(reason, 0, None)], 0)).cast(pl.Int64),
-            "reason_rating": recs["reason_rating"],
-            "is_fallback": recs["is_fallback"],
-        }
-    ).with_columns(
-        pl.when(pl.col("reason_movie_id") > 0).then(pl.col("reason_movie_id")).alias("reason_movie_id"),
-        pl.col("predicted_rating").fill_nan(None),
+    reason_idx = recs["reason_movie_idx"].to_numpy()
+    out = recs.select(
+        pl.Series("user_id", ids_u[recs["user_idx"].to_numpy()]),
+        "rank",
+        pl.Series("movie_id", ids_m[recs["movie_idx"].to_numpy()]),
+        "score",
+        # stars on the dataset's scale; a popularity fallback predicts no rating
+        pl.when(~pl.col("is_fallback")).then(pl.col("score") * layout.rating_max).alias("predicted_rating"),
+        # -1 means "no reason movie": null, never a sentinel id
+        pl.when(pl.Series(reason_idx >= 0))
+        .then(pl.Series(ids_m[np.clip(reason_idx, 0, None)]))
+        .alias("reason_movie_id"),
+        "reason_rating",
+        "is_fallback",
     )
     out.write_parquet(Path(run_dir) / "recommendations.parquet")
     return run_dir

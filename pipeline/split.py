@@ -45,10 +45,9 @@ def notebook_split(ratings: pl.DataFrame, min_count: int = 5, test_size: float =
     """`ratings` filtered as the notebooks did, with a `split` column (0 train, 1 val, 2 test)."""
     kept = filter_min_counts(ratings, min_count).sort(["user_id", "timestamp", "movie_id"])
     sizes = kept.group_by("user_id", maintain_order=True).len()["len"].to_numpy()
-    labels = (
-        np.concatenate([_positions(int(n), test_size, seed) for n in sizes]) if len(sizes) else np.array([], np.int8)
-    )
-    unsplittable = int(sum(n for n in sizes if (_positions(int(n), test_size, seed) == TRAIN).all()))
+    per_user = [_positions(int(n), test_size, seed) for n in sizes]
+    labels = np.concatenate(per_user) if per_user else np.array([], np.int8)
+    unsplittable = sum(len(p) for p in per_user if (p == TRAIN).all())
     if unsplittable:
         log.info("%d ratings of users with too few rows to split were put in train", unsplittable)
     out = kept.with_columns(pl.Series("split", labels, dtype=pl.Int8))
