@@ -24,6 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.config import RunConfig
+from pipeline.datasets.layouts import RatingScale
 from pipeline.evaluate import rating_metrics, rerank_metrics
 from pipeline.features import Features
 from pipeline.models.neumf_features import NeuMFFeatures
@@ -53,7 +54,7 @@ def main() -> None:
     device = select_device(args.device)
 
     def part(split_id: int):
-        return triples(split.filter(pl.col("split") == split_id), args.rating_max)
+        return triples(split.filter(pl.col("split") == split_id), RatingScale(1.0, args.rating_max, 1.0))
 
     torch.manual_seed(cfg.train.seed)
     p = cfg.train

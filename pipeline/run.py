@@ -13,14 +13,16 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import polars as pl
 import torch
 
 from pipeline import alerts, warehouse
-from pipeline.config import RunConfig, TrainParams, default_warehouse, var_dir
+from pipeline.config import RunConfig, TrainParams, default_warehouse, safe_name, var_dir
 from pipeline.datasets.download import fetch_ml_latest_small, sha256_of
-from pipeline.datasets.layouts import LAYOUTS, Layout, detect_layout
+from pipeline.datasets.layouts import Layout
+from pipeline.datasets.spec import resolve_dataset
 from pipeline.evaluate import rating_metrics, rerank_metrics
 from pipeline.features import Features, build_features
 from pipeline.load import load_staged
@@ -28,6 +30,7 @@ from pipeline.models.neumf_features import NeuMFFeatures
 from pipeline.publish import publish as publish_rows
 from pipeline.recommend import top_n
 from pipeline.split import TEST, TRAIN, VAL, notebook_split
+from pipeline.sqlfiles import sql
 from pipeline.train import fit, predict, select_device, triples
 from pipeline.validate import DataQualityError, validate_folder
 
@@ -76,40 +79,83 @@ def _manifest(run_dir: str) -> dict:
 
 
 def _layout(run_dir: str) -> Layout:
-    name = _manifest(run_dir)["layout"]
-    return next(lay for lay in LAYOUTS if lay.name == name)
+    return Layout.from_dict(_manifest(run_dir)["layout"])
 
 
 def fetch(run_dir: str) -> str:
     """Find the raw files (downloading ml-latest-small when no folder is given) and record them."""
     cfg = _cfg(run_dir)
-    folder = Path(cfg.dataset) if cfg.dataset else fetch_ml_latest_small(var_dir() / "data")
-    layout = detect_layout(folder)
+    source = Path(cfg.dataset) if cfg.dataset else fetch_ml_latest_small(var_dir() / "data")
+    folder, layout = resolve_dataset(source)
     files = {
         f.name: {"kind": f.kind, "bytes": (folder / f.name).stat().st_size, "sha256": sha256_of(folder / f.name)}
         for f in layout.files
         if (folder / f.name).is_file()
     }
-    manifest = {"folder": str(folder), "layout": layout.name, "files": files}
+    manifest = {"folder": str(folder), "layout": layout.to_dict(), "files": files}
     (Path(run_dir) / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    log.info("dataset %s: layout %s, files %s", folder, layout.name, ", ".join(files))
+    log.info(
+        "dataset %s: layout %s%s, files %s",
+        folder,
+        layout.name,
+        f" ({layout.label})" * bool(layout.label),
+        ", ".join(files),
+    )
     return run_dir
 
 
 def validate(run_dir: str) -> str:
-    """Run the GX suites; record results and alerts; stop the run on critical failures."""
+    """Run the GX suites; record results, alerts and quarantined rows; stop on critical failures."""
     cfg, manifest = _cfg(run_dir), _manifest(run_dir)
-    report = validate_folder(Path(manifest["folder"]), _layout(run_dir))
+    folder = manifest["folder"]
     with warehouse.connect(cfg.warehouse) as con:
-        n_alerts = alerts.record_checks(con, cfg.run_id, report.results)
-    log.info("validation: %d checks, %d alerts", len(report.results), n_alerts)
+        previous = _previous_counts(con, folder, cfg.run_id)
+    docs_dir = var_dir() / "data_docs" / safe_name(cfg.run_id)
+    report = validate_folder(
+        Path(folder), _layout(run_dir), datetime.fromisoformat(cfg.logical_date), previous, docs_dir
+    )
+    with warehouse.connect(cfg.warehouse) as con:
+        n_alerts = alerts.record_checks(con, cfg.run_id, report.results, report.quarantine)
+        now = datetime.now(UTC).replace(tzinfo=None)
+        con.execute("DELETE FROM dq_row_counts WHERE run_id = ?", [cfg.run_id])
+        for kind, n in report.row_counts.items():
+            con.execute(
+                "INSERT INTO dq_row_counts VALUES (?, ?, ?, ?, ?, ?)", [cfg.run_id, folder, kind, n, report.passed, now]
+            )
+    alert = alerts.validation_alert(cfg.run_id, report.results, report.docs_index)
+    if alert is not None:
+        alerts.notify(alert)
+    quarantined = report.quarantine.groupby("kind").size().to_dict() if len(report.quarantine) else {}
+    summary = {
+        "passed": report.passed,
+        "checks": len(report.results),
+        "alerts": {s: sum(1 for f in report.failures if f.severity == s) for s in ("critical", "warning")},
+        "rows": report.row_counts,
+        "quarantined": {k: int(v) for k, v in quarantined.items()},
+        "data_docs": report.docs_index,
+    }
+    (Path(run_dir) / "validation.json").write_text(json.dumps(summary, indent=2))
+    log.info(
+        "validation: %d checks, %d alerts (%d critical), quarantined %s; Data Docs: %s",
+        len(report.results),
+        n_alerts,
+        summary["alerts"]["critical"],
+        summary["quarantined"] or "nothing",
+        report.docs_index,
+    )
     if not report.passed:
         raise DataQualityError([r for r in report.results if r.blocking])
     staged = Path(run_dir) / "staged"
     staged.mkdir(exist_ok=True)
     for kind, frame in report.staged.items():
-        pl.from_pandas(frame).write_parquet(staged / f"{kind}.parquet")
+        pl.from_pandas(frame.reset_index(drop=True)).write_parquet(staged / f"{kind}.parquet")
     return run_dir
+
+
+def _previous_counts(con: duckdb.DuckDBPyConnection, dataset: str, run_id: str) -> dict[str, int]:
+    """Row counts of the latest earlier run of this dataset that passed validation."""
+    rows = con.execute(sql("queries/previous_row_counts"), {"dataset": dataset, "run_id": run_id}).fetchall()
+    return dict(rows)
 
 
 def load(run_dir: str) -> str:
@@ -164,8 +210,8 @@ def train(run_dir: str) -> str:
     )
     result = fit(
         model,
-        triples(data.filter(pl.col("split") == TRAIN), layout.rating_max),
-        triples(data.filter(pl.col("split") == VAL), layout.rating_max),
+        triples(data.filter(pl.col("split") == TRAIN), layout.scale),
+        triples(data.filter(pl.col("split") == VAL), layout.scale),
         cfg.train,
         device,
     )
@@ -190,12 +236,12 @@ def evaluate(run_dir: str) -> str:
     layout = _layout(run_dir)
     cfg, _, model, device = _load_model(run_dir)
     test = pl.read_parquet(Path(run_dir) / "split.parquet").filter(pl.col("split") == TEST)
-    users, movies, target = triples(test, layout.rating_max)
+    users, movies, target = triples(test, layout.scale)
     pred = predict(model, users.to(device), movies.to(device)).cpu().numpy()
     metrics = {
         "protocol": "notebook (per-user random 70/15/15, re-rank own test items)",
-        **rating_metrics(pred, target.numpy(), layout.rating_max),
-        **rerank_metrics(test["user_id"].to_numpy(), pred, test["rating"].to_numpy(), 0.8 * layout.rating_max),
+        **rating_metrics(pred, target.numpy(), layout.scale.max),
+        **rerank_metrics(test["user_id"].to_numpy(), pred, test["rating"].to_numpy(), layout.scale.like_threshold),
     }
     (Path(run_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2))
     trained = json.loads((Path(run_dir) / "train.json").read_text())
@@ -244,7 +290,7 @@ def score(run_dir: str) -> str:
         pl.Series("movie_id", ids_m[recs["movie_idx"].to_numpy()]),
         "score",
         # stars on the dataset's scale; a popularity fallback predicts no rating
-        pl.when(~pl.col("is_fallback")).then(pl.col("score") * layout.rating_max).alias("predicted_rating"),
+        pl.when(~pl.col("is_fallback")).then(pl.col("score") * layout.scale.max).alias("predicted_rating"),
         # -1 means "no reason movie": null, never a sentinel id
         pl.when(pl.Series(reason_idx >= 0))
         .then(pl.Series(ids_m[np.clip(reason_idx, 0, None)]))

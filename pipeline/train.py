@@ -19,18 +19,19 @@ import torch
 from torch import nn
 
 from pipeline.config import TrainParams
+from pipeline.datasets.layouts import RatingScale
 
 log = logging.getLogger(__name__)
 
 Triples = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # users, movies, target in [0, 1]
 
 
-def triples(frame: pl.DataFrame, rating_max: float) -> Triples:
-    """(user_idx, movie_idx, rating / rating_max) tensors from an indexed ratings frame."""
+def triples(frame: pl.DataFrame, scale: RatingScale) -> Triples:
+    """(user_idx, movie_idx, rating on the unit scale) tensors from an indexed ratings frame."""
     return (
         torch.from_numpy(frame["user_idx"].to_numpy().copy()),
         torch.from_numpy(frame["movie_idx"].to_numpy().copy()),
-        torch.from_numpy((frame["rating"].to_numpy() / rating_max).astype(np.float32)),
+        torch.from_numpy(scale.to_unit(frame["rating"].to_numpy()).astype(np.float32)),
     )
 
 

@@ -1,20 +1,31 @@
 """Validate raw files with the Great Expectations suites kept in expectations/.
 
 Each suite has three sections, run in order on one file:
-- structure: columns and fields per line, on the text as read;
-- values: nulls, number formats and allowed sets, on the text as read, so a
+- structure: columns, fields per line, row count and its drift since the
+  previous successful run, on the text as read;
+- values: nulls, number formats and id formats, on the text as read, so a
   failure's samples show exactly what is in the file;
-- content: uniqueness, ranges and references to other files, on typed values.
-A file whose structure fails is not checked further (the rest would be noise).
+- content: allowed ratings, uniqueness, time bounds and references to other
+  files, on typed values.
+
+Every rule has a severity. `critical` stops the run before anything is
+published. `warning` lets it go on and still raises an alert; a warning rule
+marked `quarantine` is about single rows, and the rows that break it are set
+aside (file, line, rule, text) instead of loaded. When more than
+`max_bad_fraction` of a file's rows break such a rule the file itself is
+suspect (wrong separator, wrong unit) and the rule escalates to critical.
+A file whose structure fails critically is not checked further.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import re
+import shutil
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +45,14 @@ SECTIONS = ("structure", "values", "content")
 KIND_ORDER = ("movies", "users", "links", "tags", "ratings")
 EARLIEST_TIMESTAMP = 788_918_400  # 1995-01-01, before any MovieLens rating
 SAMPLE_SIZE = 5
+MAX_BAD_FRACTION = 0.01  # more bad rows than this and a quarantine rule is critical
+MAX_ROW_DROP = 0.5  # more than 50% fewer rows than the previous successful run is an error
+ID_REGEX = {"integer": r"^[0-9]+$", "text": r"^\S(.*\S)?$"}
+TIMESTAMP_REGEX = {
+    "unix": r"^[0-9]+$",
+    "unix_ms": r"^[0-9]+$",
+    "iso": r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?$",
+}
 
 
 @dataclass
@@ -51,6 +70,8 @@ class CheckResult:
     unexpected_count: int | None = None
     samples: list[str] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
+    quarantined: int = 0
+    docs_url: str | None = None
 
     @property
     def blocking(self) -> bool:
@@ -60,12 +81,15 @@ class CheckResult:
         where = f" column '{self.column}'" if self.column else ""
         count = (
             f" {self.unexpected_count} of {self.element_count} rows break it;"
+            if self.unexpected_count is not None and self.element_count is not None
+            else f" {self.unexpected_count} rows break it;"
             if self.unexpected_count is not None
             else ""
         )
         sample = f" e.g. {self.samples}" if self.samples else ""
         at = f" at line(s) {self.lines}" if self.lines else ""
-        return f"{self.file}:{where} rule '{self.rule}' ({self.expectation}) failed:{count}{sample}{at}"
+        held = f"; {self.quarantined} row(s) quarantined" if self.quarantined else ""
+        return f"{self.file}:{where} rule '{self.rule}' ({self.expectation}) failed:{count}{sample}{at}{held}"
 
 
 @dataclass
@@ -73,6 +97,9 @@ class ValidationReport:
     layout: str
     results: list[CheckResult]
     staged: dict[str, pd.DataFrame]
+    quarantine: pd.DataFrame  # file, kind, line, rule, record
+    row_counts: dict[str, int]  # data rows per file kind, as read
+    docs_index: str | None = None
 
     @property
     def failures(self) -> list[CheckResult]:
@@ -87,7 +114,7 @@ class DataQualityError(RuntimeError):
     """Raw data broke critical rules; the run must stop before publishing."""
 
     def __init__(self, failures: list[CheckResult]) -> None:
-        lines = "\n".join(f"- {f.message()}" for f in failures)
+        lines = "\n".join(f"- [{f.severity}] {f.message()}" for f in failures)
         super().__init__(f"{len(failures)} data-quality rule(s) failed:\n{lines}")
         self.failures = failures
 
@@ -97,88 +124,242 @@ def load_suite(kind: str) -> dict[str, Any]:
     return json.loads((EXPECTATIONS_DIR / f"{kind}.json").read_text())
 
 
-def validate_folder(folder: Path, layout: Layout, now: datetime | None = None) -> ValidationReport:
-    """Read and check every file of `layout` present in `folder`; stage the typed frames."""
-    now = now or datetime.now(UTC)
-    con = duckdb.connect()
+@dataclass
+class _Context:
+    """What every file's validation shares: GX, DuckDB, the layout, the run's facts."""
+
+    gx: Any
+    source: Any
+    con: duckdb.DuckDBPyConnection
+    layout: Layout
+    logical_date: datetime
+    previous_counts: dict[str, int]
+    max_bad_fraction: float
+    staged: dict[str, pd.DataFrame] = field(default_factory=dict)
+    quarantine: list[pd.DataFrame] = field(default_factory=list)
+
+
+def validate_folder(
+    folder: Path,
+    layout: Layout,
+    logical_date: datetime | None = None,
+    previous_counts: dict[str, int] | None = None,
+    docs_dir: Path | None = None,
+    max_bad_fraction: float = MAX_BAD_FRACTION,
+) -> ValidationReport:
+    """Read and check every file of `layout` in `folder`; stage typed frames minus quarantined rows.
+
+    `logical_date` bounds timestamps (default: now); `previous_counts` are the
+    row counts of the previous successful run (drift rules are skipped without
+    them); with `docs_dir`, Great Expectations Data Docs are built there.
+    """
     context = gx.get_context(mode="ephemeral")
     _quiet(context)
-    source = context.data_sources.add_pandas("raw_files")
+    if docs_dir is not None:
+        _add_docs_site(context, Path(docs_dir))
+    ctx = _Context(
+        gx=context,
+        source=context.data_sources.add_pandas("raw_files"),
+        con=duckdb.connect(),
+        layout=layout,
+        logical_date=logical_date or datetime.now(UTC),
+        previous_counts=previous_counts or {},
+        max_bad_fraction=max_bad_fraction,
+    )
     results: list[CheckResult] = []
-    staged: dict[str, pd.DataFrame] = {}
-    files = sorted(layout.files, key=lambda f: KIND_ORDER.index(f.kind))
-    for raw_file in files:
+    counts: dict[str, int] = {}
+    for raw_file in sorted(layout.files, key=lambda f: KIND_ORDER.index(f.kind)):
         path = Path(folder) / raw_file.name
         if not raw_file.required and not path.exists():
             log.info("optional file %s absent; skipped", path)
             continue
         log.info("validating %s against expectations/%s.json", path, raw_file.kind)
-        file_results, typed = _validate_file(con, source, folder, layout, raw_file, staged, now)
+        file_results, n_rows = _validate_file(ctx, Path(folder), raw_file)
         results.extend(file_results)
-        if typed is not None:
-            staged[raw_file.kind] = typed
-    con.close()
-    return ValidationReport(layout.name, results, staged)
+        if n_rows is not None:
+            counts[raw_file.kind] = n_rows
+    ctx.con.close()
+    docs_index = _build_docs(context, results, Path(docs_dir)) if docs_dir is not None else None
+    quarantine = (
+        pd.concat(ctx.quarantine, ignore_index=True)
+        if ctx.quarantine
+        else pd.DataFrame(columns=["file", "kind", "line", "rule", "record"])
+    )
+    return ValidationReport(layout.name, results, ctx.staged, quarantine, counts, docs_index)
 
 
-def _validate_file(
-    con: duckdb.DuckDBPyConnection,
-    source: Any,
-    folder: Path,
-    layout: Layout,
-    raw_file: RawFile,
-    staged: dict[str, pd.DataFrame],
-    now: datetime,
-) -> tuple[list[CheckResult], pd.DataFrame | None]:
-    path = str(Path(folder) / raw_file.name)
+def _validate_file(ctx: _Context, folder: Path, raw_file: RawFile) -> tuple[list[CheckResult], int | None]:
+    path = str(folder / raw_file.name)
     try:
-        raw = read_raw(con, folder, raw_file)
+        raw = read_raw(ctx.con, folder, raw_file)
     except RawReadError as exc:
         return [CheckResult(path, raw_file.kind, "file_is_readable", None, exc.reason, "critical", False)], None
-    results = [_rejects_result(raw)] if raw.rejects else []
+    n_rows = len(raw.frame) + len(raw.rejects)
+    results = _file_level_checks(ctx, raw)
     suite = load_suite(raw_file.kind)
-    params = _parameters(layout, raw_file, staged, now)
-    typed = None
+    params = _parameters(ctx, raw_file)
+    bad: dict[int, str] = {}  # frame label -> first quarantine rule broken
+    frame = raw.frame
     for section in SECTIONS:
         if section == "content":
-            typed = stage_typed(con, layout, raw_file.kind)
-        frame = typed if section == "content" else raw.frame
-        section_results = _run_section(source, raw, frame, suite, section, layout, params)
+            kept = raw.frame.drop(index=list(bad)) if bad else raw.frame
+            frame = stage_typed(ctx.con, ctx.layout, raw_file.kind, kept)
+        section_results = _run_section(ctx, raw, frame, suite, section, params, bad)
         results.extend(section_results)
         if section == "structure" and any(r.blocking for r in section_results):
-            break
-    return results, typed
+            return results, n_rows
+    if not any(r.blocking for r in results):
+        ctx.staged[raw_file.kind] = frame.drop(index=[i for i in bad if i in frame.index]) if bad else frame
+    if bad:
+        ctx.quarantine.append(_quarantine_rows(raw, bad))
+    return results, n_rows
+
+
+def _file_level_checks(ctx: _Context, raw: RawRead) -> list[CheckResult]:
+    """Facts about the bytes that no column holds: parser rejects, line endings."""
+    results = []
+    if raw.rejects:
+        n = len(raw.frame) + len(raw.rejects)
+        check = CheckResult(
+            file=str(raw.path),
+            suite=f"{raw.raw_file.kind}.structure",
+            expectation="file_parses_as_csv",
+            column=None,
+            rule=f"every line is valid {raw.raw_file.encoding} CSV with the header's number of fields",
+            severity="warning",
+            success=False,
+            element_count=n,
+            unexpected_count=len(raw.rejects),
+            samples=[f"{etype}: {msg}"[:200] for _, etype, msg, _ in raw.rejects[:SAMPLE_SIZE]],
+            lines=[int(line) for line, _, _, _ in raw.rejects[:SAMPLE_SIZE]],
+        )
+        if len(raw.rejects) > ctx.max_bad_fraction * n:
+            _escalate(check, n)
+        else:
+            check.quarantined = len(raw.rejects)
+            ctx.quarantine.append(
+                pd.DataFrame(
+                    {
+                        "file": str(raw.path),
+                        "kind": raw.raw_file.kind,
+                        "line": [int(r[0]) for r in raw.rejects],
+                        "rule": check.rule,
+                        "record": [str(r[3]).rstrip("\r\n") for r in raw.rejects],
+                    }
+                )
+            )
+        results.append(check)
+    if not raw.raw_file.quoted and raw.crlf:
+        results.append(
+            CheckResult(
+                file=str(raw.path),
+                suite=f"{raw.raw_file.kind}.structure",
+                expectation="file_has_lf_line_endings",
+                column=None,
+                rule="lines end in LF as in the release; CRLF suggests the file was converted (read anyway)",
+                severity="warning",
+                success=False,
+            )
+        )
+    return results
 
 
 def _run_section(
-    source: Any,
+    ctx: _Context,
     raw: RawRead,
     frame: pd.DataFrame,
     suite: dict[str, Any],
     section: str,
-    layout: Layout,
     params: dict[str, Any],
+    bad: dict[int, str],
 ) -> list[CheckResult]:
-    specs = [s for s in suite[section] if _applies(s, layout, params)]
+    specs = [s for s in suite[section] if _applies(s, ctx.layout, params, frame)]
     if not specs:
         return []
     name = f"{suite['name']}.{section}"
-    gx_suite = gx.ExpectationSuite(
+    outcome = _gx_validate(ctx, raw.raw_file.kind, name, specs, frame, params, "SUMMARY", store=True)
+    # GX does not return results in suite order: match them back by index.
+    checks = {r.expectation_config.meta["spec_index"]: _to_check(raw, name, specs[i], r) for i, r in _indexed(outcome)}
+    to_quarantine = []
+    for i, check in checks.items():
+        if check.success or not (specs[i].get("meta") or {}).get("quarantine"):
+            continue
+        n = check.element_count or len(frame)
+        if (check.unexpected_count or 0) > ctx.max_bad_fraction * n:
+            _escalate(check, n)
+        else:
+            to_quarantine.append(i)
+    if to_quarantine:  # a second pass for every bad row's label, only where there are few
+        full = _gx_validate(
+            ctx, raw.raw_file.kind, name, [specs[i] for i in to_quarantine], frame, params, "COMPLETE", store=False
+        )
+        for j, result in _indexed(full):
+            check = checks[to_quarantine[j]]
+            labels = [i for i in result.result.get("unexpected_index_list") or [] if isinstance(i, int)]
+            new = [i for i in labels if i not in bad]
+            for i in new:
+                bad[i] = check.rule
+            check.quarantined = len(new)
+    return [checks[i] for i in sorted(checks)]
+
+
+def _indexed(outcome: Any) -> list[tuple[int, Any]]:
+    return [(r.expectation_config.meta["spec_index"], r) for r in outcome.results]
+
+
+def _gx_validate(
+    ctx: _Context,
+    kind: str,
+    name: str,
+    specs: list[dict[str, Any]],
+    frame: pd.DataFrame,
+    params: dict[str, Any],
+    result_format: str,
+    store: bool,
+) -> Any:
+    suite = gx.ExpectationSuite(
         name=name,
         expectations=[
-            get_expectation_impl(s["type"])(**s["kwargs"], meta={**(s.get("meta") or {}), "spec_index": i})
+            get_expectation_impl(s["type"])(
+                **_resolve(s["kwargs"], params), meta={**(s.get("meta") or {}), "spec_index": i}
+            )
             for i, s in enumerate(specs)
         ],
     )
-    asset = source.add_dataframe_asset(f"{raw.raw_file.kind}_{section}")
-    batch = asset.add_batch_definition_whole_dataframe("whole").get_batch(batch_parameters={"dataframe": frame})
-    outcome = batch.validate(
-        gx_suite,
-        expectation_parameters=params,
-        result_format={"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE},
+    asset_name = f"{kind}_{name.rsplit('.', 1)[-1]}" + ("" if store else "_rows")
+    asset = ctx.source.add_dataframe_asset(asset_name)
+    batch_definition = asset.add_batch_definition_whole_dataframe("whole")
+    fmt = {"result_format": result_format, "partial_unexpected_count": SAMPLE_SIZE}
+    if not store:
+        batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
+        return batch.validate(suite, expectation_parameters=params, result_format=fmt)
+    # Stored through a validation definition, so Data Docs can render it.
+    suite = ctx.gx.suites.add(suite)
+    definition = ctx.gx.validation_definitions.add(
+        gx.ValidationDefinition(name=name, data=batch_definition, suite=suite)
     )
-    # GX does not return results in suite order: match them back by index.
-    return [_to_check(raw, name, specs[r.expectation_config.meta["spec_index"]], r) for r in outcome.results]
+    return definition.run(batch_parameters={"dataframe": frame}, expectation_parameters=params, result_format=fmt)
+
+
+# Id sets run to tens of thousands: GX takes them as parameters rather than
+# writing them into the suite (and into every Data Docs page).
+BY_REFERENCE = ("movie_ids", "user_ids")
+
+
+def _resolve(kwargs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """Fill in a spec's $PARAMETERs, so results and Data Docs show the values checked."""
+    return {
+        k: params[v["$PARAMETER"]]
+        if isinstance(v, dict) and "$PARAMETER" in v and v["$PARAMETER"] not in BY_REFERENCE
+        else v
+        for k, v in kwargs.items()
+    }
+
+
+def _escalate(check: CheckResult, n: int) -> None:
+    share = (check.unexpected_count or 0) / max(n, 1)
+    check.severity = "critical"
+    check.rule += f" [{share:.1%} of rows break it: too many to quarantine, the file itself is suspect]"
 
 
 def _to_check(raw: RawRead, suite_name: str, spec: dict[str, Any], result: Any) -> CheckResult:
@@ -201,6 +382,7 @@ def _to_check(raw: RawRead, suite_name: str, spec: dict[str, Any], result: Any) 
     check.unexpected_count = info.get("unexpected_count")
     if result.exception_info and result.exception_info.get("raised_exception"):
         check.success = False
+        check.severity = "critical"
         check.samples = [str(result.exception_info.get("exception_message", ""))[:300]]
     elif not check.success:
         if "observed_value" in info:
@@ -210,46 +392,64 @@ def _to_check(raw: RawRead, suite_name: str, spec: dict[str, Any], result: Any) 
     return check
 
 
-def _rejects_result(raw: RawRead) -> CheckResult:
-    return CheckResult(
-        file=str(raw.path),
-        suite=f"{raw.raw_file.kind}.structure",
-        expectation="file_parses_as_rfc4180_utf8_csv",
-        column=None,
-        rule="every line is valid UTF-8 CSV with the header's number of fields",
-        severity="critical",
-        success=False,
-        unexpected_count=len(raw.rejects),
-        samples=[f"{etype}: {msg}"[:200] for _, etype, msg in raw.rejects[:SAMPLE_SIZE]],
-        lines=[int(line) for line, _, _ in raw.rejects[:SAMPLE_SIZE]],
+def _quarantine_rows(raw: RawRead, bad: dict[int, str]) -> pd.DataFrame:
+    labels = sorted(bad)
+    rows = raw.frame.loc[labels, [c for c in raw.frame.columns if c != "_n_fields"]]
+    sep = raw.raw_file.delimiter
+    records = rows.astype("string").fillna("").agg(sep.join, axis=1) if len(rows) else []
+    return pd.DataFrame(
+        {
+            "file": str(raw.path),
+            "kind": raw.raw_file.kind,
+            "line": [raw.line_of(i) for i in labels],
+            "rule": [bad[i] for i in labels],
+            "record": list(records),
+        }
     )
 
 
-def _parameters(layout: Layout, raw_file: RawFile, staged: dict[str, pd.DataFrame], now: datetime) -> dict[str, Any]:
-    genre = "|".join(re.escape(g) for g in layout.genres)
-    sep = re.escape(layout.genre_separator)
+def _parameters(ctx: _Context, raw_file: RawFile) -> dict[str, Any]:
+    layout = ctx.layout
+    now = datetime.now(UTC)
+    columns = [c for c in raw_file.columns if c != "-"]
     params: dict[str, Any] = {
-        "columns": [*raw_file.columns, "_n_fields"],
+        "columns": [*columns, "_n_fields"],
         "n_fields": [len(raw_file.columns)],
-        "rating_values": list(layout.rating_values),
-        "genre_regex": f"^(?:{genre})(?:{sep}(?:{genre}))*$",
+        "user_id_regex": ID_REGEX[layout.user_id_type],
+        "movie_id_regex": ID_REGEX[layout.movie_id_type],
+        "timestamp_regex": TIMESTAMP_REGEX[layout.timestamp_format],
+        "rating_min": layout.scale.min,
+        "rating_max": layout.scale.max,
         "min_timestamp": EARLIEST_TIMESTAMP,
-        "max_timestamp": int(now.timestamp()),
+        # a later time is not a time at all: milliseconds, or a clock gone wrong
+        "max_plausible_timestamp": int((max(now, ctx.logical_date) + timedelta(days=1)).timestamp()),
+        "logical_timestamp": int(ctx.logical_date.timestamp()),
     }
-    if "movies" in staged:
-        params["movie_ids"] = staged["movies"]["movie_id"].dropna().astype("int64").tolist()
-    if "users" in staged:
-        params["user_ids"] = staged["users"]["user_id"].dropna().astype("int64").tolist()
+    values = layout.scale.values()
+    if values is not None:
+        params["rating_values"] = values
+    if layout.genres:
+        genre = "|".join(re.escape(g) for g in layout.genres)
+        sep = re.escape(layout.genre_separator)
+        params["genre_regex"] = f"^(?:{genre})(?:{sep}(?:{genre}))*$"
+    if raw_file.kind in ctx.previous_counts:
+        params["min_rows"] = math.ceil(ctx.previous_counts[raw_file.kind] * (1 - MAX_ROW_DROP))
+    if "movies" in ctx.staged:
+        params["movie_ids"] = ctx.staged["movies"]["movie_id"].dropna().astype("int64").tolist()
+    if "users" in ctx.staged:
+        params["user_ids"] = ctx.staged["users"]["user_id"].dropna().astype("int64").tolist()
     return params
 
 
-def _applies(spec: dict[str, Any], layout: Layout, params: dict[str, Any]) -> bool:
-    """Layout-specific rules apply to their layouts; rules needing an absent file are skipped."""
-    layouts = (spec.get("meta") or {}).get("layouts")
-    if layouts and layout.name not in layouts:
+def _applies(spec: dict[str, Any], layout: Layout, params: dict[str, Any], frame: pd.DataFrame) -> bool:
+    """Layout-specific rules apply to their layouts; rules needing an absent file or column are skipped."""
+    meta = spec.get("meta") or {}
+    if meta.get("layouts") and layout.name not in meta["layouts"]:
         return False
-    needed = [v["$PARAMETER"] for v in spec["kwargs"].values() if isinstance(v, dict) and "$PARAMETER" in v]
-    return all(n in params for n in needed)
+    kwargs = spec["kwargs"]
+    needed = [v["$PARAMETER"] for v in kwargs.values() if isinstance(v, dict) and "$PARAMETER" in v]
+    column = kwargs.get("column")
+    return all(n in params for n in needed) and (column is None or column in frame.columns)
 
 
 def _short(value: Any) -> str:
@@ -264,3 +464,35 @@ def _quiet(context: Any) -> None:
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
     except Exception:  # pragma: no cover - older/newer GX without the knob
         log.debug("could not switch off GX progress bars", exc_info=True)
+
+
+def _add_docs_site(context: Any, docs_dir: Path) -> None:
+    for site in list(context.get_site_names()):
+        context.delete_data_docs_site(site)  # the ephemeral context's default site is a temp folder
+    context.add_data_docs_site(
+        site_name="run",
+        site_config={
+            "class_name": "SiteBuilder",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        },
+    )
+
+
+def _build_docs(context: Any, results: list[CheckResult], docs_dir: Path) -> str | None:
+    """Render the run's validation results as HTML; point each failed check at its page."""
+    try:
+        if docs_dir.exists():
+            shutil.rmtree(docs_dir)
+        context.build_data_docs(site_names=["run"])
+    except Exception:  # Data Docs are a convenience: never fail a run on rendering
+        log.warning("could not build Data Docs in %s", docs_dir, exc_info=True)
+        return None
+    for check in results:
+        if check.success:
+            continue
+        kind, _, section = check.suite.partition(".")
+        pages = sorted((docs_dir / "validations" / kind / section).rglob("*.html"))
+        check.docs_url = (pages[-1] if pages else docs_dir / "index.html").resolve().as_uri()
+    index = docs_dir / "index.html"
+    return index.resolve().as_uri() if index.exists() else None

@@ -70,3 +70,28 @@ FROM recommendations AS r
 WHERE r.run_id = (
     SELECT run_id FROM published_runs ORDER BY published_at DESC, run_id DESC LIMIT 1
 );
+
+-- Added by the data-contracts work (issue 3); ALTER keeps older warehouses.
+ALTER TABLE dq_alerts ADD COLUMN IF NOT EXISTS docs_url VARCHAR;  -- the GX Data Docs page
+
+-- Rows set aside by row-level warning rules, with the rule and the line's text.
+CREATE TABLE IF NOT EXISTS dq_quarantine (
+    run_id         VARCHAR NOT NULL,
+    quarantined_at TIMESTAMP NOT NULL,
+    file           VARCHAR NOT NULL,
+    kind           VARCHAR NOT NULL,   -- ratings | movies | users | tags | links
+    line           BIGINT NOT NULL,    -- line number in the raw file
+    rule           VARCHAR NOT NULL,
+    record         VARCHAR             -- the line's fields as read
+);
+
+-- Data rows per raw file, per run; drift rules compare with the previous run
+-- of the same dataset that passed validation.
+CREATE TABLE IF NOT EXISTS dq_row_counts (
+    run_id      VARCHAR NOT NULL,
+    dataset     VARCHAR NOT NULL,
+    kind        VARCHAR NOT NULL,
+    n_rows      BIGINT NOT NULL,
+    passed      BOOLEAN NOT NULL,
+    recorded_at TIMESTAMP NOT NULL
+);

@@ -61,11 +61,13 @@ def test_bad_data_exits_2_raises_alert_and_keeps_published_recommendations(datas
     assert _run(dataset, wh, "good") == 0
     with duckdb.connect(str(wh), read_only=True) as con:
         before = con.execute("SELECT * FROM current_recommendations ORDER BY user_id, rank").fetchall()
-    with open(dataset / "ratings.dat", "a") as fh:
-        fh.write("1::1::6::1000000000\n")  # rating 6, and a duplicate pair if 1 rated movie 1
+    with open(dataset / "movies.dat", "a", encoding="latin-1") as fh:
+        fh.write("1::Another Film (1999)::Drama\n")  # movie id 1 twice: the catalogue is ambiguous (critical)
     assert _run(dataset, wh, "bad") == 2
     with duckdb.connect(str(wh), read_only=True) as con:
         after = con.execute("SELECT * FROM current_recommendations ORDER BY user_id, rank").fetchall()
-        alerts = con.execute("SELECT column_name, sample_values FROM dq_alerts WHERE run_id = 'bad'").fetchall()
+        alerts = con.execute(
+            "SELECT column_name, severity, sample_values FROM dq_alerts WHERE run_id = 'bad'"
+        ).fetchall()
     assert after == before
-    assert ("rating", ["6"]) in alerts
+    assert [(c, sev) for c, sev, samples in alerts if "1" in samples] == [("movie_id", "critical")]

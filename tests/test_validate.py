@@ -15,8 +15,8 @@ def _validate(folder: Path) -> ValidationReport:
     return validate_folder(folder, detect_layout(folder))
 
 
-def _only_failure(report: ValidationReport) -> CheckResult:
-    assert not report.passed
+def _only_failure(report: ValidationReport, blocking: bool = True) -> CheckResult:
+    assert report.passed is not blocking
     assert len(report.failures) == 1, [f.message() for f in report.failures]
     return report.failures[0]
 
@@ -30,7 +30,7 @@ def _edit_line(path: Path, line_no: int, old: str, new: str, encoding: str = "la
 
 @pytest.fixture
 def ml1m(tmp_path: Path) -> Path:
-    return write_ml1m(tmp_path / "ml1m", make(n_users=20, n_movies=15, per_user=8))
+    return write_ml1m(tmp_path / "ml1m", make(n_users=30, n_movies=15, per_user=10))
 
 
 @pytest.mark.parametrize("writer", [write_ml100k, write_ml1m, write_ml_latest])
@@ -40,34 +40,50 @@ def test_clean_synthetic_files_pass_every_rule(tmp_path: Path, writer) -> None:
     assert {"movies", "ratings"} <= set(report.staged)
 
 
-def test_bad_rating_is_named_with_value_and_line(ml1m: Path) -> None:
+def test_bad_rating_is_a_warning_and_its_line_is_quarantined_not_loaded(ml1m: Path) -> None:
     path = ml1m / "ratings.dat"
     fields = path.read_text().split("\n")[6].split("::")
     _edit_line(path, 7, f"::{fields[2]}::", "::9::")
-    failure = _only_failure(_validate(ml1m))
-    assert failure.file.endswith("ratings.dat") and failure.column == "rating"
-    assert failure.expectation == "expect_column_values_to_be_in_set"
-    assert failure.samples == ["9"] and failure.lines == [7] and failure.unexpected_count == 1
+    report = _validate(ml1m)
+    assert report.passed  # one bad row of 160: set aside, the run goes on
+    failure = next(f for f in report.failures if f.expectation == "expect_column_values_to_be_between")
+    assert failure.file.endswith("ratings.dat") and failure.column == "rating" and failure.severity == "warning"
+    assert failure.samples == ["9.0"] and failure.lines == [7] and failure.unexpected_count == 1
+    assert report.quarantine[["kind", "line"]].values.tolist() == [["ratings", 7]]
+    assert report.quarantine["record"].iloc[0] == "::".join([fields[0], fields[1], "9", fields[3]])
+    assert len(report.staged["ratings"]) == report.row_counts["ratings"] - 1
 
 
-def test_unknown_movie_breaks_referential_integrity(ml1m: Path) -> None:
+def test_orphan_rating_is_quarantined_by_referential_integrity(ml1m: Path) -> None:
     path = ml1m / "ratings.dat"
     user = path.read_text().split("\n")[2].split("::")[0]
     with open(path, "a") as fh:
         fh.write(f"{user}::999::4::1000000000\n")
-    failure = _only_failure(_validate(ml1m))
-    assert failure.column == "movie_id" and failure.rule == "every rated movie is in the movies file"
-    assert failure.samples == ["999"]
+    report = _validate(ml1m)
+    failure = _only_failure(report, blocking=False)
+    assert failure.column == "movie_id" and failure.rule.startswith("every rated movie is in the movies file")
+    assert failure.samples == ["999"] and failure.quarantined == 1
 
 
-def test_duplicate_user_movie_pair_is_caught(ml1m: Path) -> None:
+def test_duplicate_user_movie_pair_quarantines_every_copy(ml1m: Path) -> None:
     path = ml1m / "ratings.dat"
     first = path.read_text().split("\n")[0]
     with open(path, "a") as fh:
         fh.write(first + "\n")
-    failure = _only_failure(_validate(ml1m))
+    failure = _only_failure(_validate(ml1m), blocking=False)
     assert failure.expectation == "expect_compound_columns_to_be_unique"
-    assert failure.unexpected_count == 2  # both copies of the pair
+    assert failure.unexpected_count == 2 and failure.quarantined == 2
+
+
+def test_too_many_bad_rows_escalate_a_quarantine_rule_to_critical(ml1m: Path) -> None:
+    path = ml1m / "ratings.dat"
+    lines = path.read_text().split("\n")
+    path.write_text("\n".join(line.replace("::", "::-", 1) if i % 10 == 0 else line for i, line in enumerate(lines)))
+    report = _validate(ml1m)
+    assert not report.passed
+    critical = [f for f in report.failures if f.blocking]
+    assert critical and critical[0].column == "movie_id" and "too many to quarantine" in critical[0].rule
+    assert "ratings" not in report.staged
 
 
 def test_wrong_separator_fails_structure_and_stops_further_checks(ml1m: Path) -> None:
@@ -93,8 +109,8 @@ def test_latin1_bytes_in_a_utf8_csv_are_rejected_with_line(tmp_path: Path) -> No
     path = folder / "movies.csv"
     path.write_bytes(path.read_text(encoding="utf-8").encode("latin-1"))
     report = _validate(folder)
-    encoding = [f for f in report.failures if f.expectation == "file_parses_as_rfc4180_utf8_csv"]
-    assert encoding and "INVALID ENCODING" in encoding[0].samples[0]
+    encoding = [f for f in report.failures if f.expectation == "file_parses_as_csv"]
+    assert encoding and "INVALID ENCODING" in encoding[0].samples[0] and encoding[0].blocking
     assert encoding[0].lines[0] == 2  # movie 1 is the first data row, after the header
 
 

@@ -1,11 +1,7 @@
 -- Movies with readable title, release year and genres as a list, so consumers
--- can write list_contains(genres, 'Drama').
+-- can write list_contains(genres, 'Drama'). external_id is the id as written
+-- in the source file (the same as movie_id for integer ids).
 CREATE OR REPLACE TABLE movies AS
-SELECT
-    movie_id,
-    title,
-    year,
-    CASE WHEN genres IS NULL OR genres IN ('', '(no genres listed)') THEN []::VARCHAR[]
-         ELSE string_split(genres, '|') END AS genres
+SELECT movie_id, title, year, genres, external_id
 FROM read_parquet($path)
 ORDER BY movie_id;

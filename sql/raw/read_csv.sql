@@ -1,15 +1,18 @@
--- An RFC 4180 CSV file of the MovieLens CSV family, every field as text.
--- Lines that cannot be parsed (bad encoding, wrong field count) are kept out
--- and recorded in the rejects table with their line number.
+-- An RFC 4180 CSV file (the CSV family, or a spec with a one-character
+-- separator), every field as text. Lines that cannot be parsed (bad encoding,
+-- wrong field count) are kept out and recorded in the rejects table with their
+-- line number and text; validation quarantines or rejects them.
 SELECT *
 FROM read_csv(
     $path,
-    header = true,
+    header = $header,
     all_varchar = true,
-    delim = ',',
+    delim = $delimiter,
     quote = '"',
     escape = '"',
-    encoding = 'utf-8',
+    encoding = $encoding,
+    null_padding = false,
+    strict_mode = true,
     store_rejects = true,
     rejects_table = $rejects_table,
     rejects_scan = $rejects_scan

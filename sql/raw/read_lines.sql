@@ -11,5 +11,6 @@ FROM read_csv(
     quote = '',
     escape = '',
     encoding = $encoding,
-    auto_detect = false
+    auto_detect = false,
+    skip = $skip
 )

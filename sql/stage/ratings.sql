@@ -1,8 +1,8 @@
 -- Typed ratings from the text read; a value that does not cast becomes NULL
--- (the raw suite has already named it).
+-- (the raw suite has already named and quarantined it).
 SELECT
-    TRY_CAST(user_id AS BIGINT) AS user_id,
-    TRY_CAST(movie_id AS BIGINT) AS movie_id,
+    user_key(user_id) AS user_id,
+    movie_key(movie_id) AS movie_id,
     TRY_CAST(rating AS DOUBLE) AS rating,
-    TRY_CAST("timestamp" AS BIGINT) AS "timestamp"
+    unix_seconds("timestamp") AS "timestamp"
 FROM raw_ratings

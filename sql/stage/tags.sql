@@ -1,6 +1,6 @@
 SELECT
-    TRY_CAST(user_id AS BIGINT) AS user_id,
-    TRY_CAST(movie_id AS BIGINT) AS movie_id,
+    user_key(user_id) AS user_id,
+    movie_key(movie_id) AS movie_id,
     tag,
-    TRY_CAST("timestamp" AS BIGINT) AS "timestamp"
+    unix_seconds("timestamp") AS "timestamp"
 FROM raw_tags
