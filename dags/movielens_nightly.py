@@ -8,9 +8,11 @@ DuckDB warehouse as of the run's data-interval end, retrains `neumf_features`,
 evaluates it (the notebooks' protocol), and publishes the top-N movies for
 every user into `recommendations` / `current_recommendations`.
 
-A data-quality failure writes `dq_alerts` rows, logs the alert and fails
-`validate` (no retries); nothing is published and the previous
-recommendations stay current.
+A critical data-quality failure writes `dq_alerts` rows, sends the alert
+(MOVIELENS_ALERT_CHANNELS: log, email, webhook) and fails `validate` (no
+retries); nothing is published and the previous recommendations stay current.
+Warnings alert too, quarantine the rows they concern, and let the run go on.
+Any task failure sends an alert through the same channels.
 
 Params: `dataset` (folder of raw files; empty = download ml-latest-small),
 `top_n`, `max_epochs`, `device` (auto/cpu/cuda). The warehouse file is
@@ -42,6 +44,13 @@ STAGES_AFTER_FETCH = (
 )
 
 
+def _on_failure(context) -> None:
+    """Page through the same channels as data-quality alerts (MOVIELENS_ALERT_CHANNELS)."""
+    from pipeline import alerts
+
+    alerts.notify(alerts.task_failure_alert(context))
+
+
 def _stage(name: str, settings: dict):
     """A task running one pipeline stage on the run folder (pipeline is imported at run time, not parse time)."""
 
@@ -60,7 +69,7 @@ def _stage(name: str, settings: dict):
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args={"owner": "recsys", "retries": 0},
+    default_args={"owner": "recsys", "retries": 0, "on_failure_callback": _on_failure},
     params={
         "dataset": Param(
             os.environ.get("MOVIELENS_DATASET", ""),

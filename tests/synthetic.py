@@ -96,3 +96,59 @@ def write_ml_latest(folder: Path, data: Synthetic, line_end: str = "\r\n") -> Pa
         f"movieId,imdbId,tmdbId{nl}" + "".join(f"{m},{m:07d},{m + 100}{nl}" for m, _, _ in data.movies), newline=""
     )
     return folder
+
+
+def write_ml10m(folder: Path, data: Synthetic) -> Path:
+    """ml-10m: '::' files like ml-1m, half stars, tags.dat instead of users.dat, UTF-8 titles."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "ratings.dat").write_text("".join(f"{u}::{m}::{_stars(r, True)}::{t}\n" for u, m, r, t in data.ratings))
+    (folder / "movies.dat").write_text(
+        "".join(f"{m}::{title}::{'|'.join(g)}\n" for m, title, g in data.movies), encoding="utf-8"
+    )
+    (folder / "tags.dat").write_text(f"1::1::funny::{BASE_TS}\n2::3::dark::{BASE_TS + 5}\n")
+    return folder
+
+
+SPEC = """\
+# A shop's own export: semicolons, a header, text ids, a 0-10 scale, ISO times.
+name = "acme-ratings"
+encoding = "utf-8"
+separator = ";"
+header = true
+genre_separator = ","
+timestamp = "iso"
+
+[ids]
+user = "text"
+movie = "text"
+
+[rating_scale]
+min = 0
+max = 10
+step = 1
+
+[files.ratings]
+path = "scores.txt"
+columns = ["movie_id", "user_id", "-", "rating", "timestamp"]
+
+[files.movies]
+path = "catalogue.txt"
+columns = ["movie_id", "title", "genres"]
+"""
+
+
+def write_spec_dataset(folder: Path, data: Synthetic) -> Path:
+    """A MovieLens-like export no release looks like, described by dataset.toml."""
+    from datetime import UTC, datetime
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "dataset.toml").write_text(SPEC)
+    rows = "".join(
+        f"tt{m:07d};cust-{u:04d};web;{int(r * 2)};{datetime.fromtimestamp(t, UTC):%Y-%m-%d %H:%M:%S}\n"
+        for u, m, r, t in data.ratings
+    )
+    (folder / "scores.txt").write_text("item;customer;channel;score;when\n" + rows)
+    (folder / "catalogue.txt").write_text(
+        "id;name;tags\n" + "".join(f'tt{m:07d};"{title}";{",".join(g)}\n' for m, title, g in data.movies)
+    )
+    return folder

@@ -12,6 +12,7 @@ import duckdb
 import pytest
 
 from tests.conftest import REPO, shared_dataset
+from tests.synthetic import make, write_ml1m
 
 DAG_FILE = REPO / "dags" / "movielens_nightly.py"
 CHAIN = ["fetch", "validate", "load", "features", "split", "train", "evaluate", "score", "publish", "report"]
@@ -43,11 +44,8 @@ def test_dag_loads_with_the_expected_chain_and_settings() -> None:
     assert set(dag.params.keys()) == {"dataset", "top_n", "max_epochs", "device"}
 
 
-@pytest.mark.integration
-def test_airflow_dags_test_on_ml100k_publishes_n_unseen_recommendations_for_every_user(tmp_path: Path) -> None:
-    dataset = shared_dataset("ml-100k")
-    airflow = Path(sys.executable).parent / "airflow"
-    env = {
+def _airflow_env(tmp_path: Path) -> dict[str, str]:
+    return {
         **os.environ,
         "AIRFLOW_HOME": str(tmp_path / "airflow"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
@@ -55,6 +53,35 @@ def test_airflow_dags_test_on_ml100k_publishes_n_unseen_recommendations_for_ever
         "MOVIELENS_WAREHOUSE": str(tmp_path / "wh.duckdb"),
         "MOVIELENS_VAR_DIR": str(tmp_path / "var"),
     }
+
+
+@pytest.mark.integration
+def test_airflow_run_on_critical_bad_data_fails_validate_and_pages_the_webhook(tmp_path: Path, webhook_server) -> None:
+    url, received = webhook_server
+    dataset = write_ml1m(tmp_path / "ml1m", make(n_users=30, n_movies=15, per_user=10))
+    with open(dataset / "movies.dat", "a", encoding="latin-1") as fh:
+        fh.write("3::Same Id Twice (1999)::Drama\n")
+    env = _airflow_env(tmp_path) | {"MOVIELENS_ALERT_CHANNELS": "log,webhook", "MOVIELENS_ALERT_WEBHOOK_URL": url}
+    airflow = Path(sys.executable).parent / "airflow"
+    subprocess.run([str(airflow), "db", "migrate"], env=env, check=True, capture_output=True)
+    conf = json.dumps({"dataset": str(dataset), "max_epochs": 1, "device": "cpu"})
+    done = subprocess.run(
+        [str(airflow), "dags", "test", "movielens_nightly", "--conf", conf], env=env, capture_output=True, text=True
+    )
+    assert done.returncode != 0 or "failed" in (done.stdout + done.stderr).lower()
+    texts = [r["json"]["text"] for r in received]
+    assert any(t.startswith("[movielens CRITICAL]") and "movies.dat" in t for t in texts), texts  # the DQ alert
+    assert any("task validate of movielens_nightly failed" in t for t in texts), texts  # the failure callback
+    with duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM published_runs").fetchall() == [(0,)]
+        assert con.execute("SELECT count(*) FROM dq_alerts WHERE severity = 'critical'").fetchall()[0][0] >= 1
+
+
+@pytest.mark.integration
+def test_airflow_dags_test_on_ml100k_publishes_n_unseen_recommendations_for_every_user(tmp_path: Path) -> None:
+    dataset = shared_dataset("ml-100k")
+    airflow = Path(sys.executable).parent / "airflow"
+    env = _airflow_env(tmp_path)
     subprocess.run([str(airflow), "db", "migrate"], env=env, check=True, capture_output=True)
     conf = json.dumps({"dataset": str(dataset), "top_n": 20, "max_epochs": 2, "device": "cpu"})
     done = subprocess.run(
