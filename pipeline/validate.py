@@ -12,8 +12,9 @@ Every rule has a severity. `critical` stops the run before anything is
 published. `warning` lets it go on and still raises an alert; a warning rule
 marked `quarantine` is about single rows, and the rows that break it are set
 aside (file, line, rule, text) instead of loaded. When more than
-`max_bad_fraction` of a file's rows break such a rule the file itself is
-suspect (wrong separator, wrong unit) and the rule escalates to critical.
+`max_bad_fraction` of a file's rows (and more than ALWAYS_QUARANTINE rows,
+or every row) break such a rule, the file itself is suspect (wrong
+separator, wrong unit) and the rule escalates to critical.
 A file whose structure fails critically is not checked further.
 """
 
@@ -46,6 +47,7 @@ KIND_ORDER = ("movies", "users", "links", "tags", "ratings")
 EARLIEST_TIMESTAMP = 788_918_400  # 1995-01-01, before any MovieLens rating
 SAMPLE_SIZE = 5
 MAX_BAD_FRACTION = 0.01  # more bad rows than this and a quarantine rule is critical
+ALWAYS_QUARANTINE = 5  # ...unless there are only this many (a small file), and not every row is bad
 MAX_ROW_DROP = 0.5  # more than 50% fewer rows than the previous successful run is an error
 ID_REGEX = {"integer": r"^[0-9]+$", "text": r"^\S(.*\S)?$"}
 TIMESTAMP_REGEX = {
@@ -218,33 +220,39 @@ def _validate_file(ctx: _Context, folder: Path, raw_file: RawFile) -> tuple[list
 def _file_level_checks(ctx: _Context, raw: RawRead) -> list[CheckResult]:
     """Facts about the bytes that no column holds: parser rejects, line endings."""
     results = []
-    if raw.rejects:
-        n = len(raw.frame) + len(raw.rejects)
-        check = CheckResult(
-            file=str(raw.path),
-            suite=f"{raw.raw_file.kind}.structure",
-            expectation="file_parses_as_csv",
-            column=None,
-            rule=f"every line is valid {raw.raw_file.encoding} CSV with the header's number of fields",
-            severity="warning",
-            success=False,
-            element_count=n,
-            unexpected_count=len(raw.rejects),
-            samples=[f"{etype}: {msg}"[:200] for _, etype, msg, _ in raw.rejects[:SAMPLE_SIZE]],
-            lines=[int(line) for line, _, _, _ in raw.rejects[:SAMPLE_SIZE]],
+    encoding = [r for r in raw.rejects if r[1] == "INVALID ENCODING"]
+    if encoding:  # a mis-encoded file is wrong as a whole, however few lines show it
+        results.append(
+            _rejects_check(
+                raw,
+                encoding,
+                "file_is_in_declared_encoding",
+                f"every line is valid {raw.raw_file.encoding} text (the declared encoding)",
+                "critical",
+            )
         )
-        if len(raw.rejects) > ctx.max_bad_fraction * n:
+    malformed = [r for r in raw.rejects if r[1] != "INVALID ENCODING"]
+    if malformed:
+        n = len(raw.frame) + len(raw.rejects)
+        check = _rejects_check(
+            raw,
+            malformed,
+            "file_parses_as_csv",
+            "every line is well-formed CSV with the header's number of fields",
+            "warning",
+        )
+        if _too_many(len(malformed), n, ctx.max_bad_fraction):
             _escalate(check, n)
         else:
-            check.quarantined = len(raw.rejects)
+            check.quarantined = len(malformed)
             ctx.quarantine.append(
                 pd.DataFrame(
                     {
                         "file": str(raw.path),
                         "kind": raw.raw_file.kind,
-                        "line": [int(r[0]) for r in raw.rejects],
+                        "line": [int(r[0]) for r in malformed],
                         "rule": check.rule,
-                        "record": [str(r[3]).rstrip("\r\n") for r in raw.rejects],
+                        "record": [str(r[3]).strip("\r\n") for r in malformed],
                     }
                 )
             )
@@ -262,6 +270,22 @@ def _file_level_checks(ctx: _Context, raw: RawRead) -> list[CheckResult]:
             )
         )
     return results
+
+
+def _rejects_check(raw: RawRead, rejects: list, expectation: str, rule: str, severity: str) -> CheckResult:
+    return CheckResult(
+        file=str(raw.path),
+        suite=f"{raw.raw_file.kind}.structure",
+        expectation=expectation,
+        column=None,
+        rule=rule,
+        severity=severity,
+        success=False,
+        element_count=len(raw.frame) + len(raw.rejects),
+        unexpected_count=len(rejects),
+        samples=[f"{etype}: {msg}"[:200] for _, etype, msg, _ in rejects[:SAMPLE_SIZE]],
+        lines=[int(line) for line, _, _, _ in rejects[:SAMPLE_SIZE]],
+    )
 
 
 def _run_section(
@@ -285,7 +309,7 @@ def _run_section(
         if check.success or not (specs[i].get("meta") or {}).get("quarantine"):
             continue
         n = check.element_count or len(frame)
-        if (check.unexpected_count or 0) > ctx.max_bad_fraction * n:
+        if _too_many(check.unexpected_count or 0, n, ctx.max_bad_fraction):
             _escalate(check, n)
         else:
             to_quarantine.append(i)
@@ -354,6 +378,11 @@ def _resolve(kwargs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
         else v
         for k, v in kwargs.items()
     }
+
+
+def _too_many(bad: int, n: int, max_fraction: float) -> bool:
+    """Too many bad rows to set aside: the file itself is wrong (separator, unit, encoding)."""
+    return bad >= n or (bad > max_fraction * n and bad > ALWAYS_QUARANTINE)
 
 
 def _escalate(check: CheckResult, n: int) -> None:

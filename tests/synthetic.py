@@ -91,7 +91,8 @@ def write_ml_latest(folder: Path, data: Synthetic, line_end: str = "\r\n") -> Pa
         encoding="utf-8",
         newline="",
     )
-    (folder / "tags.csv").write_text(f'userId,movieId,tag,timestamp{nl}1,1,"funny, clever",{BASE_TS}{nl}', newline="")
+    tags = "".join(f'{u},{m},"funny, clever",{t + 60}{nl}' for u, m, _, t in data.ratings[::4])
+    (folder / "tags.csv").write_text(f"userId,movieId,tag,timestamp{nl}{tags}", newline="")
     (folder / "links.csv").write_text(
         f"movieId,imdbId,tmdbId{nl}" + "".join(f"{m},{m:07d},{m + 100}{nl}" for m, _, _ in data.movies), newline=""
     )

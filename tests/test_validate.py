@@ -109,7 +109,7 @@ def test_latin1_bytes_in_a_utf8_csv_are_rejected_with_line(tmp_path: Path) -> No
     path = folder / "movies.csv"
     path.write_bytes(path.read_text(encoding="utf-8").encode("latin-1"))
     report = _validate(folder)
-    encoding = [f for f in report.failures if f.expectation == "file_parses_as_csv"]
+    encoding = [f for f in report.failures if f.expectation == "file_is_in_declared_encoding"]
     assert encoding and "INVALID ENCODING" in encoding[0].samples[0] and encoding[0].blocking
     assert encoding[0].lines[0] == 2  # movie 1 is the first data row, after the header
 

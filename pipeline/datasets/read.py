@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,12 +82,15 @@ def _read_delimited(con: duckdb.DuckDBPyConnection, path: Path, raw_file: RawFil
 
 
 def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, raw_file: RawFile, encoding: str) -> RawRead:
+    """Parse with the declared dialect (no sniffing: one bad quote must not make the file unreadable)."""
     rejects_table, rejects_scan = f"rejects_{raw_file.kind}", f"rejects_scan_{raw_file.kind}"
     header = raw_file.skips_header
+    n = len(raw_file.columns)
     frame = con.execute(
         sql("raw/read_csv"),
         {
             "path": str(path),
+            "columns": {f"c{i}": "VARCHAR" for i in range(n)},
             "delimiter": raw_file.delimiter,
             "encoding": encoding,
             "header": header,
@@ -97,13 +101,22 @@ def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, raw_file: RawFile, enc
     rejects = con.execute(
         f"SELECT line, error_type, error_message, csv_line FROM {rejects_table} ORDER BY line"
     ).fetchall()
-    named = raw_file.header is None or tuple(frame.columns) == raw_file.header
-    if named and len(frame.columns) == len(raw_file.columns):
-        frame.columns = [c if c != IGNORED else f"_ignored_{i}" for i, c in enumerate(raw_file.columns)]
-        frame = frame.drop(columns=[c for c in frame.columns if c.startswith("_ignored_")])
-    # Otherwise the names are left as found: the structure check names them.
-    frame["_n_fields"] = len(raw_file.columns) if named else len(frame.columns)
+    names = list(raw_file.columns)
+    found = _header_row(path, raw_file, encoding) if header else None
+    if raw_file.header is not None and found != list(raw_file.header):
+        # Keep the names as found: the structure check reports them.
+        found = found or []
+        names = [*found[:n], *(f"_unnamed_{i}" for i in range(len(found), n))]
+    frame.columns = [c if c != IGNORED else f"_ignored_{i}" for i, c in enumerate(names)]
+    frame = frame.drop(columns=[c for c in frame.columns if c.startswith("_ignored_")])
+    frame["_n_fields"] = n
     return RawRead(raw_file, path, frame, first_data_line=2 if header else 1, rejects=[tuple(r) for r in rejects])
+
+
+def _header_row(path: Path, raw_file: RawFile, encoding: str) -> list[str]:
+    """The first line's fields, as the CSV dialect splits them."""
+    with open(path, encoding="utf-8-sig" if encoding == "utf-8" else encoding, errors="replace", newline="") as fh:
+        return next(csv.reader(fh, delimiter=raw_file.delimiter, quotechar='"'), [])
 
 
 # Columns a kind's stage SQL reads; optional ones a file lacks are NULL there.
