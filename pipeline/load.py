@@ -17,16 +17,16 @@ AS_OF_KINDS = ("ratings", "tags")
 
 
 def load_staged(con: duckdb.DuckDBPyConnection, staged_dir: Path, as_of: datetime) -> dict[str, int]:
-    """Replace the data tables from staged/<kind>.parquet; return row counts per table."""
+    """Replace the data tables from staged/<kind>/*.parquet; return row counts per table."""
     counts: dict[str, int] = {}
     con.execute("BEGIN")
     try:
         for kind in KINDS:
-            path = Path(staged_dir) / f"{kind}.parquet"
-            if not path.exists():
+            parts = Path(staged_dir) / kind
+            if not any(parts.glob("*.parquet")):
                 con.execute(f"DROP TABLE IF EXISTS {kind}")
                 continue
-            params = {"path": str(path)}
+            params = {"path": str(parts / "*.parquet")}
             if kind in AS_OF_KINDS:
                 params["as_of"] = int(as_of.timestamp())
             con.execute(sql(f"load/{kind}"), params)

@@ -112,7 +112,12 @@ def validate(run_dir: str) -> str:
         previous = _previous_counts(con, folder, cfg.run_id)
     docs_dir = var_dir() / "data_docs" / safe_name(cfg.run_id)
     report = validate_folder(
-        Path(folder), _layout(run_dir), datetime.fromisoformat(cfg.logical_date), previous, docs_dir
+        Path(folder),
+        _layout(run_dir),
+        datetime.fromisoformat(cfg.logical_date),
+        previous,
+        docs_dir,
+        staged_dir=Path(run_dir) / "staged",
     )
     with warehouse.connect(cfg.warehouse) as con:
         n_alerts = alerts.record_checks(con, cfg.run_id, report.results, report.quarantine)
@@ -145,10 +150,6 @@ def validate(run_dir: str) -> str:
     )
     if not report.passed:
         raise DataQualityError([r for r in report.results if r.blocking])
-    staged = Path(run_dir) / "staged"
-    staged.mkdir(exist_ok=True)
-    for kind, frame in report.staged.items():
-        pl.from_pandas(frame.reset_index(drop=True)).write_parquet(staged / f"{kind}.parquet")
     return run_dir
 
 

@@ -1,8 +1,9 @@
 """Validate raw files with the Great Expectations suites kept in expectations/.
 
-Each suite has three sections, run in order on one file:
-- structure: columns, fields per line, row count and its drift since the
-  previous successful run, on the text as read;
+Each suite has four sections, run in order on one file:
+- structure: columns, row count and its drift since the previous successful
+  run (the file's shape, no values);
+- lines: fields per line, on the text as read;
 - values: nulls, number formats and id formats, on the text as read, so a
   failure's samples show exactly what is in the file;
 - content: allowed ratings, uniqueness, time bounds and references to other
@@ -25,6 +26,7 @@ import logging
 import math
 import re
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,7 +34,9 @@ from typing import Any
 
 import duckdb
 import great_expectations as gx
+import numpy as np
 import pandas as pd
+import polars as pl
 from great_expectations.expectations.registry import get_expectation_impl
 
 from pipeline.config import EXPECTATIONS_DIR
@@ -41,13 +45,16 @@ from pipeline.datasets.read import RawRead, RawReadError, read_raw, stage_typed
 
 log = logging.getLogger(__name__)
 
-SECTIONS = ("structure", "values", "content")
+SECTIONS = ("structure", "lines", "values", "content")
 # Movies and users first: ratings, tags and links are checked against their ids.
 KIND_ORDER = ("movies", "users", "links", "tags", "ratings")
 EARLIEST_TIMESTAMP = 788_918_400  # 1995-01-01, before any MovieLens rating
 SAMPLE_SIZE = 5
 MAX_BAD_FRACTION = 0.01  # more bad rows than this and a quarantine rule is critical
 ALWAYS_QUARANTINE = 5  # ...unless there are only this many (a small file), and not every row is bad
+CHUNK_ROWS = 4_000_000  # rows of a big file checked at once; partitions keep (user, movie) pairs together
+PARTITION_KEY = {"ratings": "user_id", "tags": "user_id"}
+IN_MEMORY = ("movies", "users")  # small, and referenced by the other files' rules
 MAX_ROW_DROP = 0.5  # more than 50% fewer rows than the previous successful run is an error
 ID_REGEX = {"integer": r"^[0-9]+$", "text": r"^\S(.*\S)?$"}
 TIMESTAMP_REGEX = {
@@ -74,6 +81,8 @@ class CheckResult:
     lines: list[int] = field(default_factory=list)
     quarantined: int = 0
     docs_url: str | None = None
+    spec_index: int = -1  # position in its suite section (to merge a file's parts)
+    quarantine_rule: bool = False
 
     @property
     def blocking(self) -> bool:
@@ -137,6 +146,8 @@ class _Context:
     logical_date: datetime
     previous_counts: dict[str, int]
     max_bad_fraction: float
+    staged_dir: Path | None = None
+    chunk_rows: int = CHUNK_ROWS
     staged: dict[str, pd.DataFrame] = field(default_factory=dict)
     quarantine: list[pd.DataFrame] = field(default_factory=list)
 
@@ -148,25 +159,37 @@ def validate_folder(
     previous_counts: dict[str, int] | None = None,
     docs_dir: Path | None = None,
     max_bad_fraction: float = MAX_BAD_FRACTION,
+    staged_dir: Path | None = None,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> ValidationReport:
-    """Read and check every file of `layout` in `folder`; stage typed frames minus quarantined rows.
+    """Read and check every file of `layout` in `folder`; stage typed rows minus quarantined ones.
 
     `logical_date` bounds timestamps (default: now); `previous_counts` are the
     row counts of the previous successful run (drift rules are skipped without
-    them); with `docs_dir`, Great Expectations Data Docs are built there.
+    them); with `docs_dir`, Great Expectations Data Docs are built there. With
+    `staged_dir`, typed rows are written there as <kind>/part-N.parquet chunk
+    by chunk (memory stays bounded by `chunk_rows`); without it they are kept
+    in `report.staged`.
     """
     context = gx.get_context(mode="ephemeral")
     _quiet(context)
     if docs_dir is not None:
         _add_docs_site(context, Path(docs_dir))
+    scratch = tempfile.TemporaryDirectory(prefix="validate-")
+    if staged_dir is not None:
+        shutil.rmtree(staged_dir, ignore_errors=True)
+        Path(staged_dir).mkdir(parents=True)
     ctx = _Context(
         gx=context,
         source=context.data_sources.add_pandas("raw_files"),
-        con=duckdb.connect(),
+        # raw text lives in a scratch DuckDB file, so big files spill to disk, not to RAM
+        con=duckdb.connect(str(Path(scratch.name) / "raw.duckdb"), config={"memory_limit": "1GB"}),
         layout=layout,
         logical_date=logical_date or datetime.now(UTC),
         previous_counts=previous_counts or {},
         max_bad_fraction=max_bad_fraction,
+        staged_dir=Path(staged_dir) if staged_dir is not None else None,
+        chunk_rows=chunk_rows,
     )
     results: list[CheckResult] = []
     counts: dict[str, int] = {}
@@ -181,6 +204,7 @@ def validate_folder(
         if n_rows is not None:
             counts[raw_file.kind] = n_rows
     ctx.con.close()
+    scratch.cleanup()
     docs_index = _build_docs(context, results, Path(docs_dir)) if docs_dir is not None else None
     quarantine = (
         pd.concat(ctx.quarantine, ignore_index=True)
@@ -196,25 +220,99 @@ def _validate_file(ctx: _Context, folder: Path, raw_file: RawFile) -> tuple[list
         raw = read_raw(ctx.con, folder, raw_file)
     except RawReadError as exc:
         return [CheckResult(path, raw_file.kind, "file_is_readable", None, exc.reason, "critical", False)], None
-    n_rows = len(raw.frame) + len(raw.rejects)
+    n_rows = raw.n_rows + len(raw.rejects)
     results = _file_level_checks(ctx, raw)
     suite = load_suite(raw_file.kind)
     params = _parameters(ctx, raw_file)
-    bad: dict[int, str] = {}  # frame label -> first quarantine rule broken
-    frame = raw.frame
-    for section in SECTIONS:
-        if section == "content":
-            kept = raw.frame.drop(index=list(bad)) if bad else raw.frame
-            frame = stage_typed(ctx.con, ctx.layout, raw_file.kind, kept)
-        section_results = _run_section(ctx, raw, frame, suite, section, params, bad)
-        results.extend(section_results)
-        if section == "structure" and any(r.blocking for r in section_results):
-            return results, n_rows
-    if not any(r.blocking for r in results):
-        ctx.staged[raw_file.kind] = frame.drop(index=[i for i in bad if i in frame.index]) if bad else frame
-    if bad:
-        ctx.quarantine.append(_quarantine_rows(raw, bad))
+    # Table-level rules see the whole file's shape: names and row count, no values.
+    shape = pd.DataFrame(np.zeros((raw.n_rows, len(raw.columns)), dtype=np.int8), columns=raw.columns)
+    results += _run_section(ctx, raw, shape, suite, "structure", params, {})
+    del shape
+    if any(r.blocking for r in results):
+        return results, n_rows
+    key = PARTITION_KEY.get(raw_file.kind)
+    n_parts = max(1, math.ceil(raw.n_rows / ctx.chunk_rows)) if key in raw.columns else 1
+    merged: dict[tuple[str, int], CheckResult] = {}
+    typed_parts: list[pd.DataFrame] = []
+    for part in range(n_parts):
+        if n_parts > 1:
+            log.info("%s: checking part %d of %d", raw.path.name, part + 1, n_parts)
+        text = raw.chunk(ctx.con, key, part, n_parts)
+        bad: dict[int, str] = {}  # line -> first quarantine rule broken
+        checks = _run_section(ctx, raw, text, suite, "lines", params, bad)
+        if not any(r.blocking for r in checks):  # a wrong separator makes every value wrong: say it once
+            checks += _run_section(ctx, raw, text, suite, "values", params, bad)
+        typed = None
+        if not any(r.blocking for r in checks):
+            typed = _with_references(ctx, stage_typed(ctx.con, ctx.layout, raw_file.kind, text.drop(index=list(bad))))
+            checks += _run_section(ctx, raw, typed, suite, "content", params, bad)
+        for check in checks:
+            merged[(check.suite, check.spec_index)] = _merge(merged.get((check.suite, check.spec_index)), check)
+        if bad:
+            ctx.quarantine.append(_quarantine_rows(raw, text, bad))
+        if typed is not None and not any(r.blocking for r in merged.values()):
+            typed = typed.drop(index=[i for i in bad if i in typed.index])
+            typed = typed.drop(columns=[c for c in typed.columns if c.startswith(UNKNOWN)])
+            typed_parts.append(_stage(ctx, raw_file.kind, part, typed))
+        del text, typed
+    file_checks = list(merged.values())
+    for check in file_checks:  # the whole file's share of bad rows, not one part's
+        n = check.element_count or n_rows
+        too_many = _too_many(check.unexpected_count or 0, n, ctx.max_bad_fraction)
+        if check.quarantine_rule and not check.blocking and too_many:
+            _escalate(check, n)
+    results += file_checks
+    if any(r.blocking for r in results):
+        if ctx.staged_dir is not None:
+            shutil.rmtree(ctx.staged_dir / raw_file.kind, ignore_errors=True)
+    elif typed_parts and (ctx.staged_dir is None or raw_file.kind in IN_MEMORY):
+        ctx.staged[raw_file.kind] = pd.concat(typed_parts) if len(typed_parts) > 1 else typed_parts[0]
     return results, n_rows
+
+
+def _stage(ctx: _Context, kind: str, part: int, typed: pd.DataFrame) -> pd.DataFrame:
+    """Write one part of typed rows (when staging to disk); return what to keep in memory."""
+    if ctx.staged_dir is not None:
+        out = ctx.staged_dir / kind
+        out.mkdir(exist_ok=True)
+        pl.from_pandas(typed.reset_index(drop=True)).write_parquet(out / f"part-{part:04d}.parquet")
+        if kind not in IN_MEMORY:
+            return typed.iloc[:0]
+    return typed
+
+
+def _merge(into: CheckResult | None, new: CheckResult) -> CheckResult:
+    """One rule's result over all parts of a file."""
+    if into is None:
+        return new
+    into.success = into.success and new.success
+    if new.severity == "critical":
+        into.severity, into.rule = "critical", new.rule
+    if new.element_count is not None:
+        into.element_count = (into.element_count or 0) + new.element_count
+    if new.unexpected_count is not None:
+        into.unexpected_count = (into.unexpected_count or 0) + new.unexpected_count
+    into.samples = (into.samples + new.samples)[:SAMPLE_SIZE]
+    into.lines = (into.lines + new.lines)[:SAMPLE_SIZE]
+    into.quarantined += new.quarantined
+    return into
+
+
+UNKNOWN = "_unknown_"
+
+
+def _with_references(ctx: _Context, typed: pd.DataFrame) -> pd.DataFrame:
+    """Add _unknown_<id> columns: the id where the referenced file lacks it, else null.
+
+    Referential rules then expect these columns to be null, so a failure's
+    samples are the orphan ids themselves. (Handing GX the referenced ids as a
+    value set costs minutes: it copies the set through pydantic per metric.)
+    """
+    for column, kind in (("movie_id", "movies"), ("user_id", "users")):
+        if column in typed.columns and kind in ctx.staged:
+            known = typed[column].isin(ctx.staged[kind][column])
+            typed[f"{UNKNOWN}{column}"] = typed[column].astype("Int64").where(~known & typed[column].notna())
+    return typed
 
 
 def _file_level_checks(ctx: _Context, raw: RawRead) -> list[CheckResult]:
@@ -233,7 +331,7 @@ def _file_level_checks(ctx: _Context, raw: RawRead) -> list[CheckResult]:
         )
     malformed = [r for r in raw.rejects if r[1] != "INVALID ENCODING"]
     if malformed:
-        n = len(raw.frame) + len(raw.rejects)
+        n = raw.n_rows + len(raw.rejects)
         check = _rejects_check(
             raw,
             malformed,
@@ -281,7 +379,7 @@ def _rejects_check(raw: RawRead, rejects: list, expectation: str, rule: str, sev
         rule=rule,
         severity=severity,
         success=False,
-        element_count=len(raw.frame) + len(raw.rejects),
+        element_count=raw.n_rows + len(raw.rejects),
         unexpected_count=len(rejects),
         samples=[f"{etype}: {msg}"[:200] for _, etype, msg, _ in rejects[:SAMPLE_SIZE]],
         lines=[int(line) for line, _, _, _ in rejects[:SAMPLE_SIZE]],
@@ -297,13 +395,16 @@ def _run_section(
     params: dict[str, Any],
     bad: dict[int, str],
 ) -> list[CheckResult]:
-    specs = [s for s in suite[section] if _applies(s, ctx.layout, params, frame)]
+    specs = [s for s in suite.get(section, []) if _applies(s, ctx.layout, params, frame)]
     if not specs:
         return []
     name = f"{suite['name']}.{section}"
     outcome = _gx_validate(ctx, raw.raw_file.kind, name, specs, frame, params, "SUMMARY", store=True)
     # GX does not return results in suite order: match them back by index.
-    checks = {r.expectation_config.meta["spec_index"]: _to_check(raw, name, specs[i], r) for i, r in _indexed(outcome)}
+    checks = {i: _to_check(raw, name, specs[i], r) for i, r in _indexed(outcome)}
+    for i, check in checks.items():
+        check.spec_index = i
+        check.quarantine_rule = bool((specs[i].get("meta") or {}).get("quarantine"))
     to_quarantine = []
     for i, check in checks.items():
         if check.success or not (specs[i].get("meta") or {}).get("quarantine"):
@@ -319,7 +420,8 @@ def _run_section(
         )
         for j, result in _indexed(full):
             check = checks[to_quarantine[j]]
-            labels = [i for i in result.result.get("unexpected_index_list") or [] if isinstance(i, int)]
+            found = result.result.get("unexpected_index_list") or []
+            labels = [int(i) for i in found if isinstance(i, int | np.integer)]
             new = [i for i in labels if i not in bad]
             for i in new:
                 bad[i] = check.rule
@@ -365,19 +467,9 @@ def _gx_validate(
     return definition.run(batch_parameters={"dataframe": frame}, expectation_parameters=params, result_format=fmt)
 
 
-# Id sets run to tens of thousands: GX takes them as parameters rather than
-# writing them into the suite (and into every Data Docs page).
-BY_REFERENCE = ("movie_ids", "user_ids")
-
-
 def _resolve(kwargs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     """Fill in a spec's $PARAMETERs, so results and Data Docs show the values checked."""
-    return {
-        k: params[v["$PARAMETER"]]
-        if isinstance(v, dict) and "$PARAMETER" in v and v["$PARAMETER"] not in BY_REFERENCE
-        else v
-        for k, v in kwargs.items()
-    }
+    return {k: params[v["$PARAMETER"]] if isinstance(v, dict) and "$PARAMETER" in v else v for k, v in kwargs.items()}
 
 
 def _too_many(bad: int, n: int, max_fraction: float) -> bool:
@@ -394,8 +486,10 @@ def _escalate(check: CheckResult, n: int) -> None:
 def _to_check(raw: RawRead, suite_name: str, spec: dict[str, Any], result: Any) -> CheckResult:
     meta = spec.get("meta") or {}
     kwargs = spec["kwargs"]
-    column = kwargs.get("column") or (
-        ",".join(kwargs["column_list"]) if isinstance(kwargs.get("column_list"), list) else None
+    column = (
+        meta.get("column")
+        or kwargs.get("column")
+        or (",".join(kwargs["column_list"]) if isinstance(kwargs.get("column_list"), list) else None)
     )
     check = CheckResult(
         file=str(raw.path),
@@ -417,21 +511,21 @@ def _to_check(raw: RawRead, suite_name: str, spec: dict[str, Any], result: Any) 
         if "observed_value" in info:
             check.samples = [str(info["observed_value"])[:300]]
         check.samples += [_short(v) for v in info.get("partial_unexpected_list", [])]
-        check.lines = [raw.line_of(i) for i in info.get("partial_unexpected_index_list", []) if isinstance(i, int)]
+        check.lines = [int(i) for i in info.get("partial_unexpected_index_list", []) if isinstance(i, int | np.integer)]
     return check
 
 
-def _quarantine_rows(raw: RawRead, bad: dict[int, str]) -> pd.DataFrame:
-    labels = sorted(bad)
-    rows = raw.frame.loc[labels, [c for c in raw.frame.columns if c != "_n_fields"]]
+def _quarantine_rows(raw: RawRead, text: pd.DataFrame, bad: dict[int, str]) -> pd.DataFrame:
+    lines = sorted(bad)
+    rows = text.loc[lines, [c for c in text.columns if c != "_n_fields"]]
     sep = raw.raw_file.delimiter
     records = rows.astype("string").fillna("").agg(sep.join, axis=1) if len(rows) else []
     return pd.DataFrame(
         {
             "file": str(raw.path),
             "kind": raw.raw_file.kind,
-            "line": [raw.line_of(i) for i in labels],
-            "rule": [bad[i] for i in labels],
+            "line": lines,
+            "rule": [bad[i] for i in lines],
             "record": list(records),
         }
     )
@@ -463,10 +557,6 @@ def _parameters(ctx: _Context, raw_file: RawFile) -> dict[str, Any]:
         params["genre_regex"] = f"^(?:{genre})(?:{sep}(?:{genre}))*$"
     if raw_file.kind in ctx.previous_counts:
         params["min_rows"] = math.ceil(ctx.previous_counts[raw_file.kind] * (1 - MAX_ROW_DROP))
-    if "movies" in ctx.staged:
-        params["movie_ids"] = ctx.staged["movies"]["movie_id"].dropna().astype("int64").tolist()
-    if "users" in ctx.staged:
-        params["user_ids"] = ctx.staged["users"]["user_id"].dropna().astype("int64").tolist()
     return params
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from pipeline.datasets.layouts import IGNORED, Layout, RawFile
@@ -27,21 +28,42 @@ class RawReadError(ValueError):
 
 @dataclass
 class RawRead:
-    """One raw file as text, in canonical column names, with what the parser rejected."""
+    """One raw file as text in a DuckDB table raw_<kind> (canonical names, _n_fields, _pos).
+
+    The rows stay in DuckDB (on disk when the connection is a file), so a
+    25-million-line file is never one pandas frame: `chunk` hands out
+    partitions, indexed by their line number in the file.
+    """
 
     raw_file: RawFile
     path: Path
-    frame: pd.DataFrame
-    first_data_line: int  # file line number of frame row 0
+    table: str
+    columns: list[str]  # as found: canonical names, or a mismatching header's names
+    n_rows: int
+    first_data_line: int  # file line number of the first data line
     rejects: list[tuple[int, str, str, str]] = field(default_factory=list)  # (line, type, message, text)
     crlf: bool = False  # lines end in CR LF (the reader takes both)
 
-    def line_of(self, index: int) -> int:
-        return self.first_data_line + int(index)
+    def lines(self, positions: np.ndarray) -> np.ndarray:
+        """File line numbers of accepted rows at 1-based `positions` (rejected lines are skipped)."""
+        line = positions + self.first_data_line - 1
+        if not self.rejects:
+            return line
+        rejected = np.sort(np.array([r[0] for r in self.rejects], dtype=np.int64))
+        # the j-th rejected line (1-based) shifts every later accepted row by one
+        shifted = rejected - np.arange(1, len(rejected) + 1) + 1
+        return line + np.searchsorted(shifted, line, side="right")
+
+    def chunk(self, con: duckdb.DuckDBPyConnection, key: str | None, part: int, n_parts: int) -> pd.DataFrame:
+        """Rows whose `key` hashes to `part` of `n_parts` (all rows when n_parts is 1), in file order."""
+        where = f'WHERE hash("{key}") % {n_parts} = {part}' if n_parts > 1 and key else ""
+        frame = con.execute(f"SELECT * FROM {self.table} {where} ORDER BY _pos").df()
+        frame.index = pd.Index(self.lines(frame.pop("_pos").to_numpy()))  # unnamed: GX then reports plain labels
+        return frame
 
 
 def read_raw(con: duckdb.DuckDBPyConnection, folder: Path, raw_file: RawFile) -> RawRead:
-    """Read `raw_file` from `folder` as text, one row per data line, in canonical column names."""
+    """Read `raw_file` from `folder` as text into table raw_<kind>, one row per data line."""
     path = Path(folder) / raw_file.name
     if not path.is_file():
         raise RawReadError(path, "file not found")
@@ -66,10 +88,11 @@ def read_raw(con: duckdb.DuckDBPyConnection, folder: Path, raw_file: RawFile) ->
 
 def _read_delimited(con: duckdb.DuckDBPyConnection, path: Path, raw_file: RawFile, encoding: str) -> RawRead:
     projection = ", ".join(f'fields[{i + 1}] AS "{name}"' for i, name in enumerate(raw_file.columns) if name != IGNORED)
-    query = f"SELECT {projection}, len(fields) AS _n_fields FROM ({sql('raw/read_lines')})"
+    table = f"raw_{raw_file.kind}"
     skip = 1 if raw_file.skips_header else 0
-    frame = con.execute(
-        query,
+    con.execute(
+        f"CREATE OR REPLACE TABLE {table} AS SELECT {projection}, len(fields)::SMALLINT AS _n_fields, "
+        f"row_number() OVER () AS _pos FROM ({sql('raw/read_lines')})",
         {
             "path": str(path),
             "delimiter": raw_file.delimiter,
@@ -77,8 +100,8 @@ def _read_delimited(con: duckdb.DuckDBPyConnection, path: Path, raw_file: RawFil
             "encoding": encoding,
             "skip": skip,
         },
-    ).df()
-    return RawRead(raw_file, path, frame, first_data_line=1 + skip)
+    )
+    return RawRead(raw_file, path, table, _columns(con, table), _count(con, table), first_data_line=1 + skip)
 
 
 def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, raw_file: RawFile, encoding: str) -> RawRead:
@@ -86,8 +109,17 @@ def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, raw_file: RawFile, enc
     rejects_table, rejects_scan = f"rejects_{raw_file.kind}", f"rejects_scan_{raw_file.kind}"
     header = raw_file.skips_header
     n = len(raw_file.columns)
-    frame = con.execute(
-        sql("raw/read_csv"),
+    names = list(raw_file.columns)
+    found = _header_row(path, raw_file, encoding) if header else None
+    if raw_file.header is not None and found != list(raw_file.header):
+        # Keep the names as found: the structure check reports them.
+        found = found or []
+        names = [*found[:n], *(f"_unnamed_{i}" for i in range(len(found), n))]
+    projection = ", ".join(f'c{i} AS "{name}"' for i, name in enumerate(names) if name != IGNORED)
+    table = f"raw_{raw_file.kind}"
+    con.execute(
+        f"CREATE OR REPLACE TABLE {table} AS SELECT {projection}, {n}::SMALLINT AS _n_fields, "
+        f"row_number() OVER () AS _pos FROM ({sql('raw/read_csv')})",
         {
             "path": str(path),
             "columns": {f"c{i}": "VARCHAR" for i in range(n)},
@@ -97,20 +129,29 @@ def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, raw_file: RawFile, enc
             "rejects_table": rejects_table,
             "rejects_scan": rejects_scan,
         },
-    ).df()
+    )
     rejects = con.execute(
-        f"SELECT line, error_type, error_message, csv_line FROM {rejects_table} ORDER BY line"
+        # one row per line (a line can break several rules)
+        f"SELECT line, first(error_type), first(error_message), first(csv_line) FROM {rejects_table} "
+        "GROUP BY line ORDER BY line"
     ).fetchall()
-    names = list(raw_file.columns)
-    found = _header_row(path, raw_file, encoding) if header else None
-    if raw_file.header is not None and found != list(raw_file.header):
-        # Keep the names as found: the structure check reports them.
-        found = found or []
-        names = [*found[:n], *(f"_unnamed_{i}" for i in range(len(found), n))]
-    frame.columns = [c if c != IGNORED else f"_ignored_{i}" for i, c in enumerate(names)]
-    frame = frame.drop(columns=[c for c in frame.columns if c.startswith("_ignored_")])
-    frame["_n_fields"] = n
-    return RawRead(raw_file, path, frame, first_data_line=2 if header else 1, rejects=[tuple(r) for r in rejects])
+    return RawRead(
+        raw_file,
+        path,
+        table,
+        _columns(con, table),
+        _count(con, table),
+        first_data_line=2 if header else 1,
+        rejects=[tuple(r) for r in rejects],
+    )
+
+
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    return [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall() if r[0] != "_pos"]
+
+
+def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
 
 
 def _header_row(path: Path, raw_file: RawFile, encoding: str) -> list[str]:
@@ -142,7 +183,7 @@ def stage_typed(con: duckdb.DuckDBPyConnection, layout: Layout, kind: str, frame
         if c not in frame.columns and not (kind == "movies" and c == "genres" and layout.name == "ml-100k")
     ]
     nulls = "".join(f', NULL::VARCHAR AS "{c}"' for c in missing)
-    con.execute(f"CREATE OR REPLACE TEMP VIEW raw_{kind} AS SELECT *{nulls} FROM raw_text")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW stage_input AS SELECT *{nulls} FROM raw_text")
     if kind == "movies" and layout.name == "ml-100k":
         typed = con.execute(sql("stage/movies_100k"), {"genres": list(layout.genres or ())}).df()
     elif kind == "movies":
@@ -151,7 +192,7 @@ def stage_typed(con: duckdb.DuckDBPyConnection, layout: Layout, kind: str, frame
         ).df()
     else:
         typed = con.execute(sql(f"stage/{kind}")).df()
-    con.execute(f"DROP VIEW raw_{kind}")
+    con.execute("DROP VIEW stage_input")
     con.unregister("raw_text")
     typed.index = frame.index  # row i is raw row i: quarantine and line numbers follow the label
     return typed

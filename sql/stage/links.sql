@@ -3,4 +3,4 @@ SELECT
     movie_key(movie_id) AS movie_id,
     imdb_id,
     TRY_CAST(tmdb_id AS BIGINT) AS tmdb_id
-FROM raw_links
+FROM stage_input

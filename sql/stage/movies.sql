@@ -10,4 +10,4 @@ SELECT
         string_split(coalesce(genres, ''), $genre_separator),
         lambda g: g <> '' AND g IS DISTINCT FROM $no_genres
     ) AS genres
-FROM raw_movies
+FROM stage_input

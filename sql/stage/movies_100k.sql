@@ -11,4 +11,4 @@ SELECT
         lambda g, i: [g_0, g_1, g_2, g_3, g_4, g_5, g_6, g_7, g_8, g_9, g_10, g_11,
                    g_12, g_13, g_14, g_15, g_16, g_17, g_18][i] = '1'
     ) AS genres
-FROM raw_movies
+FROM stage_input

@@ -5,4 +5,4 @@ SELECT
     movie_key(movie_id) AS movie_id,
     TRY_CAST(rating AS DOUBLE) AS rating,
     unix_seconds("timestamp") AS "timestamp"
-FROM raw_ratings
+FROM stage_input

@@ -3,4 +3,4 @@ SELECT
     movie_key(movie_id) AS movie_id,
     tag,
     unix_seconds("timestamp") AS "timestamp"
-FROM raw_tags
+FROM stage_input

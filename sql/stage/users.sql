@@ -7,4 +7,4 @@ SELECT
     TRY_CAST(age AS INTEGER) AS age,
     occupation,
     zip_code
-FROM raw_users
+FROM stage_input

@@ -16,7 +16,7 @@ def _read_all(folder: Path) -> dict:
     for raw_file in layout.files:
         if (folder / raw_file.name).exists():
             raw = read_raw(con, folder, raw_file)
-            out[raw_file.kind] = (raw, stage_typed(con, layout, raw_file.kind, raw.frame))
+            out[raw_file.kind] = (raw, stage_typed(con, layout, raw_file.kind, raw.chunk(con, None, 0, 1)))
     return out
 
 
@@ -65,3 +65,31 @@ def test_real_movielens_copies_load_with_exact_row_counts(name: str, counts: dic
     assert {kind: len(typed) for kind, (_, typed) in read.items()} == counts
     for _, typed in read.values():
         assert typed.iloc[:, 0].notna().all()  # every id cast cleanly
+
+
+def test_partitions_cover_every_row_once_keep_users_whole_and_carry_line_numbers(tmp_path: Path) -> None:
+    folder = write_ml1m(tmp_path / "d", make(n_users=40, n_movies=20, per_user=10))
+    layout = detect_layout(folder)
+    con = duckdb.connect()
+    raw = read_raw(con, folder, layout.file("ratings"))
+    parts = [raw.chunk(con, "user_id", k, 3) for k in range(3)]
+    assert sum(len(p) for p in parts) == raw.n_rows == 400
+    assert sorted(i for p in parts for i in p.index) == list(range(1, 401))
+    assert not set(parts[0]["user_id"]) & set(parts[1]["user_id"])  # a user's pairs stay in one part
+    lines = (folder / "ratings.dat").read_text().splitlines()
+    line = int(parts[2].index[0])
+    assert "::".join(parts[2].iloc[0][["user_id", "movie_id", "rating", "timestamp"]]) == lines[line - 1]
+
+
+def test_line_numbers_skip_lines_the_csv_parser_rejected(tmp_path: Path) -> None:
+    folder = write_ml_latest(tmp_path / "d", make(n_users=5, n_movies=6, per_user=4))
+    path = folder / "ratings.csv"
+    lines = path.read_text().splitlines()
+    lines[3] = "1,2"  # line 4 has too few fields
+    path.write_text("\r\n".join(lines) + "\r\n", newline="")
+    con = duckdb.connect()
+    raw = read_raw(con, folder, detect_layout(folder).file("ratings"))
+    frame = raw.chunk(con, None, 0, 1)
+    assert [r[0] for r in raw.rejects] == [4]
+    assert list(frame.index[:4]) == [2, 3, 5, 6]
+    assert ",".join(frame.loc[5, ["user_id", "movie_id", "rating", "timestamp"]]) == lines[4]
