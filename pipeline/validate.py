@@ -150,6 +150,7 @@ class _Context:
     chunk_rows: int = CHUNK_ROWS
     staged: dict[str, pd.DataFrame] = field(default_factory=dict)
     quarantine: list[pd.DataFrame] = field(default_factory=list)
+    definitions: dict[str, Any] = field(default_factory=dict)  # GX batch and validation definitions by name
 
 
 def validate_folder(
@@ -453,18 +454,23 @@ def _gx_validate(
         ],
     )
     asset_name = f"{kind}_{name.rsplit('.', 1)[-1]}" + ("" if store else "_rows")
-    asset = ctx.source.add_dataframe_asset(asset_name)
-    batch_definition = asset.add_batch_definition_whole_dataframe("whole")
+    if asset_name not in ctx.definitions:  # a file's parts share one asset (and one Data Docs page)
+        ctx.definitions[asset_name] = ctx.source.add_dataframe_asset(asset_name).add_batch_definition_whole_dataframe(
+            "whole"
+        )
+    batch_definition = ctx.definitions[asset_name]
     fmt = {"result_format": result_format, "partial_unexpected_count": SAMPLE_SIZE}
     if not store:
         batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
         return batch.validate(suite, expectation_parameters=params, result_format=fmt)
     # Stored through a validation definition, so Data Docs can render it.
-    suite = ctx.gx.suites.add(suite)
-    definition = ctx.gx.validation_definitions.add(
-        gx.ValidationDefinition(name=name, data=batch_definition, suite=suite)
+    if name not in ctx.definitions:
+        ctx.definitions[name] = ctx.gx.validation_definitions.add(
+            gx.ValidationDefinition(name=name, data=batch_definition, suite=ctx.gx.suites.add(suite))
+        )
+    return ctx.definitions[name].run(
+        batch_parameters={"dataframe": frame}, expectation_parameters=params, result_format=fmt
     )
-    return definition.run(batch_parameters={"dataframe": frame}, expectation_parameters=params, result_format=fmt)
 
 
 def _resolve(kwargs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:

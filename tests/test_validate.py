@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from pipeline import alerts, warehouse
@@ -149,3 +150,19 @@ def test_rules_needing_a_users_file_are_skipped_without_one(tmp_path: Path) -> N
     folder = write_ml_latest(tmp_path / "latest", make(n_users=10, n_movies=10, per_user=5))
     report = _validate(folder)
     assert not [r for r in report.results if r.rule.startswith("every rating's user")]
+
+
+def test_checking_a_file_in_parts_finds_the_same_problems_and_stages_the_same_rows(ml1m: Path, tmp_path: Path) -> None:
+    path = ml1m / "ratings.dat"
+    lines = path.read_text().splitlines()
+    lines[5] = lines[5].replace("::", "::x", 1)  # bad movie id on line 6
+    lines.append(lines[0])  # a duplicated pair, whose copies must meet in one part
+    path.write_text("\n".join(lines) + "\n")
+    whole = _validate(ml1m)
+    parts = validate_folder(ml1m, detect_layout(ml1m), chunk_rows=70, staged_dir=tmp_path / "staged")
+    summary = lambda r: sorted((f.rule, f.unexpected_count, f.quarantined, f.severity) for f in r.failures)  # noqa: E731
+    assert summary(parts) == summary(whole) and len(summary(whole)) == 2
+    assert sorted(parts.quarantine["line"]) == sorted(whole.quarantine["line"]) == [1, 6, len(lines)]
+    staged = pl.read_parquet(tmp_path / "staged" / "ratings" / "*.parquet")
+    assert len(list((tmp_path / "staged" / "ratings").glob("*.parquet"))) > 1
+    assert staged.height == len(whole.staged["ratings"]) == len(lines) - 3
