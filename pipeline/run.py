@@ -336,6 +336,7 @@ def report(run_dir: str) -> str:
         "counts": counts,
         "training": json.loads((Path(run_dir) / "train.json").read_text()),
         "metrics": json.loads((Path(run_dir) / "metrics.json").read_text()),
+        "validation": json.loads((Path(run_dir) / "validation.json").read_text()),
         "warehouse": cfg.warehouse,
     }
     (Path(run_dir) / "report.json").write_text(json.dumps(summary, indent=2, default=str))
