@@ -18,29 +18,10 @@ from pathlib import Path
 import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from pipeline.datasets.layouts import ML_LATEST_GENRES
 
 N_USERS, N_MOVIES = 162_541, 62_423
-GENRES = [
-    "Action",
-    "Adventure",
-    "Animation",
-    "Children",
-    "Comedy",
-    "Crime",
-    "Documentary",
-    "Drama",
-    "Fantasy",
-    "Film-Noir",
-    "Horror",
-    "IMAX",
-    "Musical",
-    "Mystery",
-    "Romance",
-    "Sci-Fi",
-    "Thriller",
-    "War",
-    "Western",
-]
+GENRES = [g for g in ML_LATEST_GENRES if not g.startswith("(")]
 START, END = 789_652_009, 1_574_327_703  # ml-25m's first and last rating times
 
 

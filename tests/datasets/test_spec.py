@@ -106,3 +106,41 @@ def test_dat_folder_without_users_or_tags_file_is_ambiguous_and_says_which(tmp_p
     (folder / "tags.dat").unlink()
     with pytest.raises(LayoutError, match=r"users\.dat.*tags\.dat"):
         resolve_dataset(folder)
+
+
+MINIMAL_SPEC = """\
+separator = "\\t"
+header = false
+[ids]
+user = "text"
+movie = "text"
+[rating_scale]
+min = 0
+max = 100
+[files.ratings]
+path = "r.tsv"
+columns = ["user_id", "movie_id", "rating"]
+[files.movies]
+path = "items.tsv"
+columns = ["movie_id", "title"]
+[files.users]
+path = "people.tsv"
+columns = ["user_id", "gender", "age"]
+"""
+
+
+def test_minimal_spec_without_timestamps_genres_or_steps_runs_end_to_end(tmp_path: Path) -> None:
+    data = make(n_users=30, n_movies=20, per_user=10)
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    (folder / "dataset.toml").write_text(MINIMAL_SPEC)
+    (folder / "r.tsv").write_text("".join(f"u{u}\tsku-{m}\t{r * 20 - 7.5}\n" for u, m, r, _ in data.ratings))
+    (folder / "items.tsv").write_text("".join(f"sku-{m}\tProduct {m}\n" for m, _, _ in data.movies))
+    (folder / "people.tsv").write_text("".join(f"u{u}\t{g}\t{20 + u}\n" for u, g, _, _ in data.users))
+    wh = tmp_path / "wh.duckdb"
+    args = ["--dataset", str(folder), "--warehouse", str(wh), "--run-id", "shop", "--top-n", "3", "--max-epochs", "2"]
+    assert cli.main(["run", *args]) == 0
+    with duckdb.connect(str(wh), read_only=True) as con:
+        rows, users = con.execute("SELECT count(*), count(DISTINCT user_id) FROM current_recommendations").fetchall()[0]
+        untimed = con.execute('SELECT count(*) FROM ratings WHERE "timestamp" IS NULL').fetchall()[0][0]
+    assert (rows, users) == (90, 30) and untimed == len(data.ratings)
