@@ -1,13 +1,18 @@
-"""Metrics of the notebooks' protocol (../shared/EVALUATION.md, A).
+"""Metrics of both evaluation protocols (../shared/EVALUATION.md).
 
-Rating accuracy on the [0, 1] scale and in stars, and ranking quality from
-re-ranking each user's own test items. The re-ranking numbers compare with
-the notebooks only; they say little about the published top-N lists.
+A, the notebooks': rating accuracy on the [0, 1] scale and in stars, and
+ranking quality from re-ranking each user's own test items. Those numbers
+compare with the notebooks only; they say little about the published lists.
+B, full ranking: every unseen movie is a candidate, as in the published
+top-N lists.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+import scipy.sparse as sp
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
 
@@ -64,3 +69,71 @@ def rerank_metrics(
         f"ndcg@{k}": float(ndcg.mean()),
         "users_ranked": len(starts),
     }
+
+
+def full_ranking_metrics(
+    scores: Callable[[np.ndarray], np.ndarray],
+    train: sp.csr_matrix,
+    test_users: np.ndarray,
+    test_movies: np.ndarray,
+    test_ratings: np.ndarray,
+    relevant_at: float,
+    ks: tuple[int, ...] = (10, 20),
+    batch: int = 2048,
+) -> dict[str, float]:
+    """Protocol B (EVALUATION.md): rank every movie with a train rating that the user has not
+    rated in train; relevant = test rating >= relevant_at; users with no relevant test item
+    are skipped and counted.
+
+    `scores(users)` gives a [len(users), n_movies] matrix over the train matrix's columns;
+    test rows must already be in those indices (rows whose movie has no train rating dropped).
+    """
+    n_users, n_movies = train.shape
+    candidates = np.asarray(train.sum(axis=0)).ravel() > 0
+    relevant = np.asarray(test_ratings) >= relevant_at
+    truth = sp.csr_matrix(
+        (np.ones(int(relevant.sum()), dtype=np.float32), (test_users[relevant], test_movies[relevant])),
+        shape=(n_users, n_movies),
+    )
+    truth.data[:] = 1.0
+    n_relevant = np.asarray(truth.sum(axis=1)).ravel()
+    users = np.flatnonzero(n_relevant > 0)
+    kmax = max(ks)
+    discounts = 1.0 / np.log2(np.arange(2, kmax + 2))
+    sums: dict[str, float] = {}
+    shown = {k: np.zeros(n_movies, dtype=bool) for k in ks}
+    for start in range(0, len(users), batch):
+        chunk = users[start : start + batch]
+        s = np.array(scores(chunk), dtype=np.float32, copy=True)
+        s[:, ~candidates] = -np.inf
+        seen = train[chunk]
+        s[np.repeat(np.arange(len(chunk)), np.diff(seen.indptr)), seen.indices] = -np.inf
+        top = np.argpartition(-s, kmax - 1, axis=1)[:, :kmax]
+        order = np.take_along_axis(s, top, axis=1).argsort(axis=1)[:, ::-1]
+        top = np.take_along_axis(top, order, axis=1)
+        hits = np.asarray(truth[chunk][np.arange(len(chunk))[:, None], top].todense()) > 0
+        rel = n_relevant[chunk]
+        for k in ks:
+            h = hits[:, :k]
+            n_hits = h.sum(axis=1)
+            ideal = np.array([discounts[: int(min(r, k))].sum() for r in rel])
+            precision_at = np.cumsum(h, axis=1) / np.arange(1, k + 1)
+            for name, values in (
+                (f"recall@{k}", n_hits / rel),
+                (f"precision@{k}", n_hits / k),
+                (f"hit_rate@{k}", (n_hits > 0).astype(float)),
+                (f"ndcg@{k}", (h * discounts[:k]).sum(axis=1) / ideal),
+                (f"map@{k}", (precision_at * h).sum(axis=1) / np.minimum(rel, k)),
+            ):
+                sums[name] = sums.get(name, 0.0) + float(values.sum())
+            shown[k][np.unique(top[:, :k])] = True
+    n = max(len(users), 1)
+    metrics = {name: total / n for name, total in sorted(sums.items())}
+    metrics |= {f"coverage@{k}": float(shown[k].sum() / max(candidates.sum(), 1)) for k in ks}
+    with_test = np.unique(test_users)
+    metrics |= {
+        "users_evaluated": len(users),
+        "users_without_relevant_test_item": int(len(with_test) - len(users)),
+        "candidate_movies": int(candidates.sum()),
+    }
+    return metrics

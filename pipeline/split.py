@@ -60,3 +60,32 @@ def notebook_split(ratings: pl.DataFrame, min_count: int = 5, test_size: float =
         min_count,
     )
     return out
+
+
+def temporal_split(ratings: pl.DataFrame, fraction: float = 0.1) -> pl.DataFrame:
+    """Protocol B (EVALUATION.md): per user, the last max(1, ⌊fraction·n⌋) ratings by
+    (timestamp, movie id) are test, the same share of the rest before them validation.
+
+    No count filters: they would look at test data. A user with one rating has it in test.
+    """
+    ordered = ratings.sort(["user_id", "timestamp", "movie_id"])
+    n = pl.len().over("user_id")
+    position = pl.int_range(pl.len()).over("user_id")  # 0-based, in time order
+    n_test = pl.max_horizontal(pl.lit(1), (n * fraction).floor().cast(pl.Int64))
+    n_train = n - n_test
+    n_val = pl.min_horizontal(n_train, pl.max_horizontal(pl.lit(1), (n_train * fraction).floor().cast(pl.Int64)))
+    split = (
+        pl.when(position >= n_train)
+        .then(pl.lit(TEST))
+        .when(position >= n_train - n_val)
+        .then(pl.lit(VAL))
+        .otherwise(pl.lit(TRAIN))
+        .cast(pl.Int8)
+    )
+    out = ordered.with_columns(split.alias("split"))
+    counts = dict(out.group_by("split").len().iter_rows())
+    log.info(
+        "temporal split: train_inner %s, val %s, test %s",
+        *(f"{counts.get(s, 0):,}" for s in (TRAIN, VAL, TEST)),
+    )
+    return out

@@ -34,3 +34,29 @@ def test_better_scores_give_better_ranking_metrics() -> None:
     good = rerank_metrics(users, ratings + rng.normal(0, 0.1, len(users)), ratings, 4.0)
     bad = rerank_metrics(users, -ratings + rng.normal(0, 0.1, len(users)), ratings, 4.0)
     assert good["ndcg@10"] > bad["ndcg@10"] and good["precision@10"] > bad["precision@10"]
+
+
+def test_full_ranking_metrics_by_hand() -> None:
+    import scipy.sparse as sp
+
+    from pipeline.evaluate import full_ranking_metrics
+
+    # 3 users x 5 movies; in train user 0 rated movie 0, user 1 movies 1 and 4, user 2 movies 2 and 3.
+    train = sp.csr_matrix(np.array([[1, 0, 0, 0, 0], [0, 1, 0, 0, 1], [0, 0, 1, 1, 0]], dtype=np.float32))
+    fixed = np.array([[9.0, 5, 4, 3, 2], [1, 9, 2, 8, 0], [0, 0, 0, 0, 0]])  # seen movies score high: skipped
+
+    m = full_ranking_metrics(
+        lambda users: fixed[users],
+        train,
+        test_users=np.array([0, 0, 1]),
+        test_movies=np.array([2, 3, 2]),
+        test_ratings=np.array([5.0, 2.0, 4.0]),  # user 0: movie 2 relevant, movie 3 not; user 1: movie 2
+        relevant_at=4.0,
+        ks=(1, 2),
+    )
+    # user 0 ranks 1, 2, 3 (0 is seen): hit at rank 2. user 1 ranks 3, 2, 0: hit at rank 2.
+    assert m["recall@1"] == 0.0 and m["recall@2"] == 1.0
+    assert m["ndcg@2"] == pytest.approx(1 / math.log2(3))
+    assert m["map@2"] == pytest.approx(0.5) and m["hit_rate@2"] == 1.0 and m["precision@2"] == 0.5
+    assert m["coverage@1"] == pytest.approx(2 / 5) and m["coverage@2"] == pytest.approx(3 / 5)
+    assert m["users_evaluated"] == 2 and m["candidate_movies"] == 5 and m["users_without_relevant_test_item"] == 0

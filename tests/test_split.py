@@ -40,3 +40,43 @@ def test_every_user_has_rows_in_each_split_and_proportions_are_70_15_15() -> Non
     shares = out.group_by("split").len().sort("split")["len"].to_numpy() / len(out)
     assert np.allclose(shares, [0.70, 0.15, 0.15], atol=0.06)
     assert out.group_by("user_id").agg(pl.col("split").n_unique())["split"].min() == 3
+
+
+def test_temporal_split_puts_each_users_latest_tenth_in_test_and_the_tenth_before_in_val() -> None:
+    from pipeline.split import temporal_split
+
+    ratings = pl.DataFrame(
+        {
+            "user_id": [1] * 25 + [2] + [3] * 3,
+            "movie_id": [*range(25), 7, 1, 2, 3],
+            "rating": [4.0] * 29,
+            "timestamp": [*range(25, 0, -1), 5, 10, 10, 11],  # user 1 rated in reverse id order
+        }
+    )
+    out = temporal_split(ratings)
+    user1 = out.filter(pl.col("user_id") == 1)
+    # 25 ratings: last 2 by time are test; of the 23 before, the last 2 are val
+    assert user1.filter(pl.col("split") == TEST)["timestamp"].sort().to_list() == [24, 25]
+    assert user1.filter(pl.col("split") == VAL)["timestamp"].sort().to_list() == [22, 23]
+    assert out.filter(pl.col("user_id") == 2)["split"].to_list() == [TEST]  # one rating: it is the test
+    user3 = out.filter(pl.col("user_id") == 3).sort("timestamp", "movie_id")
+    assert user3["split"].to_list() == [TRAIN, VAL, TEST]  # time ties broken by movie id
+
+
+def test_temporal_split_of_real_ml1m_part_matches_the_reference_counts() -> None:
+    from pipeline.split import temporal_split
+    from tests.conftest import shared_dataset
+
+    path = shared_dataset("ml-1m-users-1-2999") / "ratings.dat"
+    fields = pl.read_csv(path, has_header=False, new_columns=["line"], separator="\x1f", quote_char=None)
+    parts = fields["line"].str.split("::")
+    ratings = pl.DataFrame(
+        {
+            name: parts.list.get(i).cast(dtype)
+            for i, (name, dtype) in enumerate(
+                [("user_id", pl.Int64), ("movie_id", pl.Int64), ("rating", pl.Float64), ("timestamp", pl.Int64)]
+            )
+        }
+    )
+    counts = dict(temporal_split(ratings).group_by("split").len().iter_rows())
+    assert counts == {TRAIN: 397_566, VAL: 42_658, TEST: 47_426}  # EVALUATION.md, protocol B

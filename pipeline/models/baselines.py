@@ -1,0 +1,60 @@
+"""Ranking baselines every learned model must beat: most-popular and EASE.
+
+Both score a users x movies matrix over dense indices (the train split's
+users and movies), from implicit feedback: a rating of any value is an
+interaction. EASE (Steck 2019) is a closed-form item-item model: with X the
+users x items interaction matrix, B = I - P / diag(P) for P = (XᵀX + λI)⁻¹,
+diagonal forced to zero; a user's scores are their row of X times B.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def interactions(users: np.ndarray, movies: np.ndarray, n_users: int, n_movies: int) -> sp.csr_matrix:
+    """Binary users x movies matrix of who rated what."""
+    data = np.ones(len(users), dtype=np.float32)
+    matrix = sp.csr_matrix((data, (users, movies)), shape=(n_users, n_movies))
+    matrix.data[:] = 1.0  # a repeated pair still counts once
+    return matrix
+
+
+@dataclass
+class MostPopular:
+    """Every user gets the movies most often rated in train."""
+
+    counts: np.ndarray | None = None
+
+    def fit(self, x: sp.csr_matrix) -> MostPopular:
+        self.counts = np.asarray(x.sum(axis=0)).ravel().astype(np.float32)
+        return self
+
+    def scores(self, users: np.ndarray) -> np.ndarray:
+        assert self.counts is not None, "fit first"
+        return np.broadcast_to(self.counts, (len(users), len(self.counts)))
+
+
+@dataclass
+class EASE:
+    """Embarrassingly shallow autoencoder; `lam` is the L2 weight (tune it on validation)."""
+
+    lam: float = 1000.0
+    weights: np.ndarray | None = None
+    x: sp.csr_matrix | None = None
+
+    def fit(self, x: sp.csr_matrix) -> EASE:
+        gram = (x.T @ x).toarray().astype(np.float64)
+        gram[np.diag_indices_from(gram)] += self.lam
+        p = np.linalg.inv(gram)
+        b = -p / np.diag(p)
+        b[np.diag_indices_from(b)] = 0.0
+        self.weights, self.x = b.astype(np.float32), x
+        return self
+
+    def scores(self, users: np.ndarray) -> np.ndarray:
+        assert self.weights is not None and self.x is not None, "fit first"
+        return np.asarray(self.x[users] @ self.weights)

@@ -1,0 +1,78 @@
+"""Most-popular and EASE: right by construction, and equal to the reference figures on real data."""
+
+import numpy as np
+import polars as pl
+import pytest
+
+from pipeline.evaluate import full_ranking_metrics
+from pipeline.models.baselines import EASE, MostPopular, interactions
+from pipeline.split import TEST, temporal_split
+from tests.conftest import shared_dataset
+
+
+def test_most_popular_ranks_by_train_counts_for_everyone() -> None:
+    x = interactions(np.array([0, 1, 2, 2]), np.array([1, 1, 0, 1]), 3, 3)
+    scores = MostPopular().fit(x).scores(np.array([0, 2]))
+    assert scores.tolist() == [[1.0, 3.0, 0.0], [1.0, 3.0, 0.0]]
+
+
+def test_ease_learns_item_to_item_structure_and_never_scores_an_item_by_itself() -> None:
+    # two disjoint taste groups: users who rate 0 also rate 1; users who rate 2 also rate 3
+    users = np.repeat(np.arange(20), 2)
+    movies = np.array([[0, 1] if u < 10 else [2, 3] for u in range(20)]).ravel()
+    model = EASE(lam=1.0).fit(interactions(users, movies, 21, 4))
+    assert np.allclose(np.diag(model.weights), 0)
+    model.x = interactions(np.array([20]), np.array([0]), 21, 4)  # a new user who rated movie 0
+    scores = model.scores(np.array([20]))[0]
+    assert scores[1] > max(scores[2], scores[3])  # movie 1, from the same group, comes first
+
+
+def _ml1m_protocol_b() -> tuple:
+    path = shared_dataset("ml-1m-users-1-2999") / "ratings.dat"
+    parts = pl.read_csv(path, has_header=False, new_columns=["line"], separator="\x1f", quote_char=None)["line"]
+    fields = parts.str.split("::")
+    ratings = pl.DataFrame(
+        {
+            "user_id": fields.list.get(0).cast(pl.Int64),
+            "movie_id": fields.list.get(1).cast(pl.Int64),
+            "rating": fields.list.get(2).cast(pl.Float64),
+            "timestamp": fields.list.get(3).cast(pl.Int64),
+        }
+    )
+    split = temporal_split(ratings)
+    train = split.filter(pl.col("split") != TEST)
+    users, movies = train["user_id"].unique().sort(), train["movie_id"].unique().sort()
+    u_index = dict(zip(users.to_list(), range(len(users)), strict=True))
+    m_index = dict(zip(movies.to_list(), range(len(movies)), strict=True))
+    x = interactions(
+        train["user_id"].replace_strict(u_index).to_numpy(),
+        train["movie_id"].replace_strict(m_index).to_numpy(),
+        len(users),
+        len(movies),
+    )
+    test = split.filter(
+        (pl.col("split") == TEST)
+        & pl.col("movie_id").is_in(movies.implode())
+        & pl.col("user_id").is_in(users.implode())
+    )
+    return (
+        x,
+        test["user_id"].replace_strict(u_index).to_numpy(),
+        test["movie_id"].replace_strict(m_index).to_numpy(),
+        test["rating"].to_numpy(),
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "recall", "ndcg", "hit_rate", "coverage"),
+    [(MostPopular(), 0.050, 0.055, 0.263, 0.037), (EASE(lam=1000.0), 0.095, 0.085, 0.347, 0.240)],
+    ids=["most-popular", "ease-1000"],
+)
+def test_baselines_reproduce_the_reference_full_ranking_figures(model, recall, ndcg, hit_rate, coverage) -> None:
+    x, users, movies, ratings = _ml1m_protocol_b()
+    m = full_ranking_metrics(model.fit(x).scores, x, users, movies, ratings, relevant_at=4.0)
+    assert (m["users_evaluated"], m["candidate_movies"]) == (2_835, 3_592)
+    assert m["recall@10"] == pytest.approx(recall, abs=6e-4)
+    assert m["ndcg@10"] == pytest.approx(ndcg, abs=6e-4)
+    assert m["hit_rate@10"] == pytest.approx(hit_rate, abs=6e-4)
+    assert m["coverage@10"] == pytest.approx(coverage, abs=6e-4)
