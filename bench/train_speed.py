@@ -1,0 +1,149 @@
+"""Training samples/s of our trainer against a faithful copy of the notebook's loop, same run.
+
+Both train neumf_features (same layers, same batch size 1024, Adam) on the
+train split of a prepared run folder (features.npz, split.parquet; e.g. from
+`make run DATASET=../shared/data/ml-1m-users-1-2999`):
+
+- ours: `pipeline.train.fit` (whole tensors on the device, batches by index),
+  a few full epochs; its epoch time includes the validation pass;
+- notebook: a per-sample `torch.utils.data.Dataset` returning (user, movie,
+  user features, genre features, rating) tensors, a shuffled `DataLoader` of
+  batch 1024, and the usual zero_grad/forward/backward/step loop, timed over
+  a number of batches after a short warm-up.
+
+    python bench/train_speed.py var/runs/<run_id> [--device cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pipeline.config import PROJECT_ROOT, RunConfig
+from pipeline.datasets.layouts import WHOLE_STARS
+from pipeline.features import Features
+from pipeline.models.neumf_features import NeuMFFeatures
+from pipeline.split import TRAIN, VAL
+from pipeline.train import fit, select_device, triples
+
+
+class NotebookRatings(Dataset):
+    """The notebook's Dataset: one sample at a time, features looked up per item."""
+
+    def __init__(self, frame: pl.DataFrame, feats: Features) -> None:
+        self.users = frame["user_idx"].to_list()
+        self.movies = frame["movie_idx"].to_list()
+        self.ratings = (frame["rating"] / 5.0).to_list()
+        self.user_features = feats.user_features
+        self.movie_features = feats.movie_features
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def __getitem__(self, i: int):
+        u, m = self.users[i], self.movies[i]
+        return (
+            torch.tensor(u, dtype=torch.long),
+            torch.tensor(m, dtype=torch.long),
+            torch.tensor(self.user_features[u], dtype=torch.float32),
+            torch.tensor(self.movie_features[m], dtype=torch.float32),
+            torch.tensor(self.ratings[i], dtype=torch.float32),
+        )
+
+
+class NotebookModel(nn.Module):
+    """The same network, fed its side features by the loader as the notebook did."""
+
+    def __init__(self, model: NeuMFFeatures) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, u, m, uf, mf):
+        x = torch.cat([self.model.user_embedding(u), self.model.movie_embedding(m), uf, mf], dim=1)
+        return torch.sigmoid(self.model.mlp(x).squeeze(1))
+
+
+def notebook_samples_per_s(model: NeuMFFeatures, data: Dataset, device, batches: int, warmup: int = 5) -> float:
+    loader = DataLoader(data, batch_size=1024, shuffle=True)
+    net = NotebookModel(model).to(device).train()
+    optimiser = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=1e-5)
+    loss_fn = nn.MSELoss()
+    seen, started = 0, None
+    for i, (u, m, uf, mf, r) in enumerate(loader):
+        if i == warmup:
+            started, seen = time.perf_counter(), 0
+        u, m, uf, mf, r = (t.to(device) for t in (u, m, uf, mf, r))
+        optimiser.zero_grad()
+        loss = loss_fn(net(u, m, uf, mf), r)
+        loss.backward()
+        optimiser.step()
+        seen += len(r)
+        if i + 1 >= warmup + batches:
+            break
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return seen / (time.perf_counter() - started)
+
+
+def _latest_run() -> Path | None:
+    runs = sorted((PROJECT_ROOT / "var" / "runs").glob("*/split.parquet"), key=lambda p: p.stat().st_mtime)
+    return runs[-1].parent if runs else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", nargs="?", type=Path, default=None, help="default: the newest run folder")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--epochs", type=int, default=2, help="full epochs of our trainer")
+    parser.add_argument("--notebook-batches", type=int, default=150, help="batches of the notebook loop")
+    args = parser.parse_args()
+    run = args.run_dir or _latest_run()
+    if run is None:
+        sys.exit("no run folder: run `make run DATASET=../shared/data/ml-1m-users-1-2999` first")
+    cfg = RunConfig.load(run)
+    cfg.train.max_epochs, cfg.train.patience = args.epochs, args.epochs + 1
+    feats = Features.load(run / "features.npz")
+    split = pl.read_parquet(run / "split.parquet")
+    device = select_device(args.device)
+    train_rows = split.filter(pl.col("split") == TRAIN)
+
+    torch.manual_seed(0)
+    ours = fit(
+        NeuMFFeatures.from_features(feats, cfg.train),
+        triples(train_rows, WHOLE_STARS),
+        triples(split.filter(pl.col("split") == VAL), WHOLE_STARS),
+        cfg.train,
+        device,
+    ).samples_per_s
+    torch.manual_seed(0)
+    notebook = notebook_samples_per_s(
+        NeuMFFeatures.from_features(feats, cfg.train), NotebookRatings(train_rows, feats), device, args.notebook_batches
+    )
+    print(
+        json.dumps(
+            {
+                "run": str(run),
+                "device": str(device),
+                "threads": torch.get_num_threads(),
+                "train_samples": len(train_rows),
+                "ours_samples_per_s": round(ours),
+                "notebook_loop_samples_per_s": round(notebook),
+                "speed_up": round(ours / notebook, 1),
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
