@@ -14,7 +14,7 @@ retries); nothing is published and the previous recommendations stay current.
 Warnings alert too, quarantine the rows they concern, and let the run go on.
 Any task failure sends an alert through the same channels.
 
-Params: `dataset` (folder of raw files; empty = download ml-latest-small),
+Params: `dataset` (folder of raw files or a dataset.toml spec; empty = download ml-latest-small),
 `top_n`, `max_epochs`, `device` (auto/cpu/cuda). The warehouse file is
 `MOVIELENS_WAREHOUSE` (default `warehouse/movielens.duckdb` in the project).
 """
@@ -74,7 +74,7 @@ def _stage(name: str, settings: dict):
         "dataset": Param(
             os.environ.get("MOVIELENS_DATASET", ""),
             type="string",
-            description="Folder of raw MovieLens files; empty downloads ml-latest-small",
+            description="Folder of raw MovieLens files, or a dataset.toml spec; empty downloads ml-latest-small",
         ),
         "top_n": Param(100, type="integer", minimum=1, description="Recommendations per user"),
         "max_epochs": Param(30, type="integer", minimum=1, description="Training epochs at most"),

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument(
         "--dataset",
         default=os.environ.get("MOVIELENS_DATASET") or None,
-        help="folder of raw MovieLens files (default: download ml-latest-small)",
+        help="folder of raw MovieLens files, or a dataset.toml spec (default: download ml-latest-small)",
     )
     p_run.add_argument("--warehouse", default=None, help="DuckDB file (default: warehouse/movielens.duckdb)")
     p_run.add_argument(
