@@ -65,18 +65,7 @@ def test_temporal_split_puts_each_users_latest_tenth_in_test_and_the_tenth_befor
 
 def test_temporal_split_of_real_ml1m_part_matches_the_reference_counts() -> None:
     from pipeline.split import temporal_split
-    from tests.conftest import shared_dataset
+    from tests.conftest import shared_ratings
 
-    path = shared_dataset("ml-1m-users-1-2999") / "ratings.dat"
-    fields = pl.read_csv(path, has_header=False, new_columns=["line"], separator="\x1f", quote_char=None)
-    parts = fields["line"].str.split("::")
-    ratings = pl.DataFrame(
-        {
-            name: parts.list.get(i).cast(dtype)
-            for i, (name, dtype) in enumerate(
-                [("user_id", pl.Int64), ("movie_id", pl.Int64), ("rating", pl.Float64), ("timestamp", pl.Int64)]
-            )
-        }
-    )
-    counts = dict(temporal_split(ratings).group_by("split").len().iter_rows())
+    counts = dict(temporal_split(shared_ratings("ml-1m-users-1-2999")).group_by("split").len().iter_rows())
     assert counts == {TRAIN: 397_566, VAL: 42_658, TEST: 47_426}  # EVALUATION.md, protocol B

@@ -7,7 +7,7 @@ import pytest
 from pipeline.evaluate import full_ranking_metrics
 from pipeline.models.baselines import EASE, MostPopular, interactions
 from pipeline.split import TEST, temporal_split
-from tests.conftest import shared_dataset
+from tests.conftest import shared_ratings
 
 
 def test_most_popular_ranks_by_train_counts_for_everyone() -> None:
@@ -28,17 +28,7 @@ def test_ease_learns_item_to_item_structure_and_never_scores_an_item_by_itself()
 
 
 def _ml1m_protocol_b() -> tuple:
-    path = shared_dataset("ml-1m-users-1-2999") / "ratings.dat"
-    parts = pl.read_csv(path, has_header=False, new_columns=["line"], separator="\x1f", quote_char=None)["line"]
-    fields = parts.str.split("::")
-    ratings = pl.DataFrame(
-        {
-            "user_id": fields.list.get(0).cast(pl.Int64),
-            "movie_id": fields.list.get(1).cast(pl.Int64),
-            "rating": fields.list.get(2).cast(pl.Float64),
-            "timestamp": fields.list.get(3).cast(pl.Int64),
-        }
-    )
+    ratings = shared_ratings("ml-1m-users-1-2999")
     split = temporal_split(ratings)
     train = split.filter(pl.col("split") != TEST)
     users, movies = train["user_id"].unique().sort(), train["movie_id"].unique().sort()
