@@ -52,9 +52,10 @@ def main() -> None:
     feats = Features.load(run / "features.npz")
     split = pl.read_parquet(run / "split.parquet")
     device = select_device(args.device)
+    scale = RatingScale(1.0, args.rating_max, 1.0)
 
     def part(split_id: int):
-        return triples(split.filter(pl.col("split") == split_id), RatingScale(1.0, args.rating_max, 1.0))
+        return triples(split.filter(pl.col("split") == split_id), scale)
 
     torch.manual_seed(cfg.train.seed)
     p = cfg.train
@@ -65,7 +66,7 @@ def main() -> None:
     test = split.filter(pl.col("split") == TEST)
     metrics = {
         **rating_metrics(pred, target.cpu().numpy(), args.rating_max),
-        **rerank_metrics(test["user_id"].to_numpy(), pred, test["rating"].to_numpy(), 0.8 * args.rating_max),
+        **rerank_metrics(test["user_id"].to_numpy(), pred, test["rating"].to_numpy(), scale.like_threshold),
     }
     ratings = pl.read_parquet(run / "ratings.parquet")
     if device.type == "cuda":

@@ -110,7 +110,19 @@ def record_checks(
             con.executemany(
                 "INSERT INTO dq_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    [run_id, now, r.file, r.suite, r.expectation, r.column, r.rule, r.severity, r.success, *_counts(r)]
+                    (
+                        run_id,
+                        now,
+                        r.file,
+                        r.suite,
+                        r.expectation,
+                        r.column,
+                        r.rule,
+                        r.severity,
+                        r.success,
+                        r.element_count,
+                        r.unexpected_count,
+                    )
                     for r in results
                 ],
             )
@@ -120,7 +132,20 @@ def record_checks(
                 "unexpected_count, sample_values, sample_lines, message, docs_url) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    [run_id, now, r.file, r.suite, r.expectation, r.column, r.severity, r.unexpected_count, *_extras(r)]
+                    (
+                        run_id,
+                        now,
+                        r.file,
+                        r.suite,
+                        r.expectation,
+                        r.column,
+                        r.severity,
+                        r.unexpected_count,
+                        r.samples,
+                        r.lines,
+                        r.message(),
+                        r.docs_url,
+                    )
                     for r in failures
                 ],
             )
@@ -136,14 +161,6 @@ def record_checks(
         con.execute("ROLLBACK")
         raise
     return len(failures)
-
-
-def _counts(r: CheckResult) -> tuple[int | None, int | None]:
-    return r.element_count, r.unexpected_count
-
-
-def _extras(r: CheckResult) -> tuple[list[str], list[int], str, str | None]:
-    return r.samples, r.lines, r.message(), r.docs_url
 
 
 def validation_alert(run_id: str, results: Sequence[CheckResult], docs_index: str | None = None) -> Alert | None:

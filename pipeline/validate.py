@@ -45,7 +45,6 @@ from pipeline.datasets.read import RawRead, RawReadError, read_raw, stage_typed
 
 log = logging.getLogger(__name__)
 
-SECTIONS = ("structure", "lines", "values", "content")
 # Movies and users first: ratings, tags and links are checked against their ids.
 KIND_ORDER = ("movies", "users", "links", "tags", "ratings")
 EARLIEST_TIMESTAMP = 788_918_400  # 1995-01-01, before any MovieLens rating
@@ -254,7 +253,10 @@ def _validate_file(ctx: _Context, folder: Path, raw_file: RawFile) -> tuple[list
         if typed is not None and not any(r.blocking for r in merged.values()):
             typed = typed.drop(index=[i for i in bad if i in typed.index])
             typed = typed.drop(columns=[c for c in typed.columns if c.startswith(UNKNOWN)])
-            typed_parts.append(_stage(ctx, raw_file.kind, part, typed))
+            if ctx.staged_dir is not None:
+                _write_part(ctx.staged_dir / raw_file.kind, part, typed)
+            if ctx.staged_dir is None or raw_file.kind in IN_MEMORY:
+                typed_parts.append(typed)
         del text, typed
     file_checks = list(merged.values())
     for check in file_checks:  # the whole file's share of bad rows, not one part's
@@ -266,20 +268,14 @@ def _validate_file(ctx: _Context, folder: Path, raw_file: RawFile) -> tuple[list
     if any(r.blocking for r in results):
         if ctx.staged_dir is not None:
             shutil.rmtree(ctx.staged_dir / raw_file.kind, ignore_errors=True)
-    elif typed_parts and (ctx.staged_dir is None or raw_file.kind in IN_MEMORY):
+    elif typed_parts:
         ctx.staged[raw_file.kind] = pd.concat(typed_parts) if len(typed_parts) > 1 else typed_parts[0]
     return results, n_rows
 
 
-def _stage(ctx: _Context, kind: str, part: int, typed: pd.DataFrame) -> pd.DataFrame:
-    """Write one part of typed rows (when staging to disk); return what to keep in memory."""
-    if ctx.staged_dir is not None:
-        out = ctx.staged_dir / kind
-        out.mkdir(exist_ok=True)
-        pl.from_pandas(typed.reset_index(drop=True)).write_parquet(out / f"part-{part:04d}.parquet")
-        if kind not in IN_MEMORY:
-            return typed.iloc[:0]
-    return typed
+def _write_part(folder: Path, part: int, typed: pd.DataFrame) -> None:
+    folder.mkdir(exist_ok=True)
+    pl.from_pandas(typed.reset_index(drop=True)).write_parquet(folder / f"part-{part:04d}.parquet")
 
 
 def _merge(into: CheckResult | None, new: CheckResult) -> CheckResult:
@@ -345,14 +341,11 @@ def _file_level_checks(ctx: _Context, raw: RawRead) -> list[CheckResult]:
         else:
             check.quarantined = len(malformed)
             ctx.quarantine.append(
-                pd.DataFrame(
-                    {
-                        "file": str(raw.path),
-                        "kind": raw.raw_file.kind,
-                        "line": [int(r[0]) for r in malformed],
-                        "rule": check.rule,
-                        "record": [str(r[3]).strip("\r\n") for r in malformed],
-                    }
+                _quarantine_frame(
+                    raw,
+                    [int(r[0]) for r in malformed],
+                    [check.rule] * len(malformed),
+                    [str(r[3]).strip("\r\n") for r in malformed],
                 )
             )
         results.append(check)
@@ -524,18 +517,17 @@ def _to_check(raw: RawRead, suite_name: str, spec: dict[str, Any], result: Any) 
 
 
 def _quarantine_rows(raw: RawRead, text: pd.DataFrame, bad: dict[int, str]) -> pd.DataFrame:
+    """Quarantine rows for the lines in `bad`, their text rejoined with the file's separator."""
     lines = sorted(bad)
     rows = text.loc[lines, [c for c in text.columns if c != "_n_fields"]]
-    sep = raw.raw_file.delimiter
-    records = rows.astype("string").fillna("").agg(sep.join, axis=1) if len(rows) else []
+    records = rows.astype("string").fillna("").agg(raw.raw_file.delimiter.join, axis=1) if len(rows) else []
+    return _quarantine_frame(raw, lines, [bad[i] for i in lines], list(records))
+
+
+def _quarantine_frame(raw: RawRead, lines: list[int], rules: list[str], records: list[str]) -> pd.DataFrame:
+    """The rows of dq_quarantine for one file (run id and time are added when recorded)."""
     return pd.DataFrame(
-        {
-            "file": str(raw.path),
-            "kind": raw.raw_file.kind,
-            "line": lines,
-            "rule": [bad[i] for i in lines],
-            "record": list(records),
-        }
+        {"file": str(raw.path), "kind": raw.raw_file.kind, "line": lines, "rule": rules, "record": records}
     )
 
 

@@ -59,6 +59,15 @@ NO_GENRES = "(no genres listed)"
 # u.item has one 0/1 column per genre, in u.genre's order.
 ML_100K_FLAG_COLUMNS = tuple(f"g_{i}" for i in range(len(ML_100K_GENRES)))
 IGNORED = "-"  # a column name meaning "present in the file, not used"
+# The canonical columns of each raw file kind: (required, optional). A dataset
+# spec may name these; the stage SQL reads them all (missing optional ones as NULL).
+COLUMNS = {
+    "ratings": (("user_id", "movie_id", "rating"), ("timestamp",)),
+    "movies": (("movie_id", "title"), ("genres",)),
+    "users": (("user_id",), ("gender", "age", "occupation", "zip_code")),
+    "tags": (("user_id", "movie_id", "tag"), ("timestamp",)),
+    "links": (("movie_id",), ("imdb_id", "tmdb_id")),
+}
 
 
 @dataclass(frozen=True)
@@ -125,10 +134,6 @@ class Layout:
 
     def file(self, kind: str) -> RawFile | None:
         return next((f for f in self.files if f.kind == kind), None)
-
-    @property
-    def rating_max(self) -> float:
-        return self.scale.max
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

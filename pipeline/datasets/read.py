@@ -10,7 +10,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from pipeline.datasets.layouts import IGNORED, Layout, RawFile
+from pipeline.datasets.layouts import COLUMNS, IGNORED, Layout, RawFile
 from pipeline.sqlfiles import sql
 
 # A byte that never occurs in MovieLens text files, so read_lines gets whole lines.
@@ -160,16 +160,6 @@ def _header_row(path: Path, raw_file: RawFile, encoding: str) -> list[str]:
         return next(csv.reader(fh, delimiter=raw_file.delimiter, quotechar='"'), [])
 
 
-# Columns a kind's stage SQL reads; optional ones a file lacks are NULL there.
-STAGE_COLUMNS = {
-    "ratings": ("user_id", "movie_id", "rating", "timestamp"),
-    "movies": ("movie_id", "title", "genres"),
-    "users": ("user_id", "gender", "age", "occupation", "zip_code"),
-    "tags": ("user_id", "movie_id", "tag", "timestamp"),
-    "links": ("movie_id", "imdb_id", "tmdb_id"),
-}
-
-
 def stage_typed(con: duckdb.DuckDBPyConnection, layout: Layout, kind: str, frame: pd.DataFrame) -> pd.DataFrame:
     """Cast a raw text frame of `kind` to the warehouse's types (ids, times, genre lists)."""
     con.execute("SET VARIABLE user_id_type = ?", [layout.user_id_type])
@@ -177,9 +167,11 @@ def stage_typed(con: duckdb.DuckDBPyConnection, layout: Layout, kind: str, frame
     con.execute("SET VARIABLE timestamp_format = ?", [layout.timestamp_format])
     con.execute(sql("stage/macros"))
     con.register("raw_text", frame)
+    required, optional = COLUMNS[kind]
+    # the stage SQL reads every column of the kind: optional ones a file lacks are NULL
     missing = [
         c
-        for c in STAGE_COLUMNS[kind]
+        for c in (*required, *optional)
         if c not in frame.columns and not (kind == "movies" and c == "genres" and layout.name == "ml-100k")
     ]
     nulls = "".join(f', NULL::VARCHAR AS "{c}"' for c in missing)

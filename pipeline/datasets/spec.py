@@ -14,20 +14,15 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pipeline.datasets.layouts import IGNORED, Layout, LayoutError, RatingScale, RawFile, detect_layout
+from pipeline.datasets.layouts import COLUMNS, IGNORED, Layout, LayoutError, RatingScale, RawFile, detect_layout
 
 SPEC_NAME = "dataset.toml"
 ENCODINGS = {"utf-8": "utf-8", "utf8": "utf-8", "latin-1": "latin-1", "latin1": "latin-1", "iso-8859-1": "latin-1"}
 ENCODINGS |= {"utf-16": "utf-16", "utf16": "utf-16"}
 ID_TYPES = ("integer", "text")
 TIMESTAMP_FORMATS = ("unix", "unix_ms", "iso")
-KINDS = {
-    # kind: (required columns, optional columns)
-    "ratings": (("user_id", "movie_id", "rating"), ("timestamp",)),
-    "movies": (("movie_id", "title"), ("genres",)),
-    "users": (("user_id",), ("gender", "age", "occupation", "zip_code")),
-    "tags": (("user_id", "movie_id", "tag"), ("timestamp",)),
-}
+# The file kinds a spec may describe, with their (required, optional) columns.
+KINDS = {kind: COLUMNS[kind] for kind in ("ratings", "movies", "users", "tags")}
 REQUIRED_KINDS = ("ratings", "movies")
 TOP_KEYS = {
     "name",
