@@ -17,9 +17,10 @@ DATASET    ?= $(MOVIELENS_DATASET)
 TOP_N      ?= 100
 MAX_EPOCHS ?= 30
 DEVICE     ?= auto
+MODELS     ?= most_popular,ease,svd,biased_mf,mlp,dnn_content,neumf_features,ncf_tags
 DAG_ID     := movielens_nightly
 
-.PHONY: help setup run cli test lint clean
+.PHONY: help setup run cli evaluate test lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -39,13 +40,16 @@ $(AIRFLOW_HOME)/.migrated: $(VENV)/.installed
 setup: $(VENV)/.installed $(AIRFLOW_HOME)/.migrated ## create the environment and Airflow's metadata DB
 
 run: setup ## run the whole DAG once through Airflow (DATASET=<folder>, TOP_N, MAX_EPOCHS, DEVICE)
-	@conf=$$($(PY) -c 'import json,sys; print(json.dumps({"dataset": sys.argv[1], "top_n": int(sys.argv[2]), "max_epochs": int(sys.argv[3]), "device": sys.argv[4]}))' \
-		"$(if $(DATASET),$(abspath $(DATASET)),)" "$(TOP_N)" "$(MAX_EPOCHS)" "$(DEVICE)"); \
+	@conf=$$($(PY) -c 'import json,sys; print(json.dumps({"dataset": sys.argv[1], "top_n": int(sys.argv[2]), "max_epochs": int(sys.argv[3]), "device": sys.argv[4], "models": sys.argv[5].split(",")}))' \
+		"$(if $(DATASET),$(abspath $(DATASET)),)" "$(TOP_N)" "$(MAX_EPOCHS)" "$(DEVICE)" "$(MODELS)"); \
 	echo "airflow dags test $(DAG_ID) --conf $$conf"; \
 	$(BIN)/airflow dags test $(DAG_ID) --conf "$$conf"
 
 cli: $(VENV)/.installed ## the same job without Airflow, in one process
-	$(PY) -m pipeline.cli run $(if $(DATASET),--dataset $(DATASET),) --top-n $(TOP_N) --max-epochs $(MAX_EPOCHS) --device $(DEVICE)
+	$(PY) -m pipeline.cli run $(if $(DATASET),--dataset $(DATASET),) --top-n $(TOP_N) --max-epochs $(MAX_EPOCHS) --device $(DEVICE) --models $(MODELS)
+
+evaluate: $(VENV)/.installed ## train and compare MODELS under both protocols into model_runs; publishes nothing
+	$(PY) -m pipeline.cli run $(if $(DATASET),--dataset $(DATASET),) --max-epochs $(MAX_EPOCHS) --device $(DEVICE) --models $(MODELS) --until evaluate
 
 test: setup ## run the test suite
 	$(BIN)/pytest -q

@@ -1,4 +1,4 @@
-"""Train neumf_features and score top-N on one device, from a prepared run folder.
+"""Train one model (default neumf_features) and score top-N on one device, from a prepared run folder.
 
 Prints seconds per epoch, training samples/s, the notebook-protocol test
 metrics and the time to score every user, as JSON. Needs only torch, numpy,
@@ -23,64 +23,57 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.config import RunConfig
 from pipeline.datasets.layouts import RatingScale
 from pipeline.evaluate import rating_metrics, rerank_metrics
 from pipeline.features import Features
-from pipeline.models.neumf_features import NeuMFFeatures
+from pipeline.models import registry
+from pipeline.protocols import ratings
 from pipeline.recommend import top_n
 from pipeline.split import TEST, TRAIN, VAL
-from pipeline.train import fit, predict, select_device, triples
+from pipeline.train import select_device
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir")
+    parser.add_argument("--model", default="neumf_features", choices=list(registry.SPECS))
     parser.add_argument("--device", default="auto")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--negatives", type=int, default=None, help="0: rating only, as the notebooks")
     parser.add_argument("--rating-max", type=float, default=5.0)
+    parser.add_argument("--top-n", type=int, default=100)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
     run = Path(args.run_dir)
-    cfg = RunConfig.load(run)
-    if args.epochs:
-        cfg.train.max_epochs = args.epochs
-    if args.batch_size:
-        cfg.train.batch_size = args.batch_size
+    overrides = {
+        k: v
+        for k, v in {"max_epochs": args.epochs, "batch_size": args.batch_size, "negatives": args.negatives}.items()
+        if v is not None
+    }
+    params = registry.hyper_parameters(args.model, overrides)
     feats = Features.load(run / "features.npz")
     split = pl.read_parquet(run / "split.parquet")
     device = select_device(args.device)
     scale = RatingScale(1.0, args.rating_max, 1.0)
 
     def part(split_id: int):
-        return triples(split.filter(pl.col("split") == split_id), scale)
+        return ratings(split.filter(pl.col("split") == split_id), scale)
 
-    torch.manual_seed(cfg.train.seed)
-    p = cfg.train
-    model = NeuMFFeatures.from_features(feats, p)
-    result = fit(model, part(TRAIN), part(VAL), p, device)
-    users, movies, target = (t.to(device) for t in part(TEST))
-    pred = predict(model, users, movies).cpu().numpy()
+    model = registry.Recommender(args.model, params, feats, device)
+    result = model.fit(part(TRAIN), part(VAL))
     test = split.filter(pl.col("split") == TEST)
+    pred = model.predict(test["user_idx"].to_numpy(), test["movie_idx"].to_numpy())
     metrics = {
-        **rating_metrics(pred, target.cpu().numpy(), args.rating_max),
+        **rating_metrics(pred, part(TEST).values, args.rating_max),
         **rerank_metrics(test["user_id"].to_numpy(), pred, test["rating"].to_numpy(), scale.like_threshold),
     }
-    ratings = pl.read_parquet(run / "ratings.parquet")
+    all_ratings = pl.read_parquet(run / "ratings.parquet")
     if device.type == "cuda":
         torch.cuda.synchronize()
     started = time.perf_counter()
-    recs = top_n(
-        model,
-        ratings,
-        split.filter(pl.col("split") == TRAIN),
-        len(feats.user_ids),
-        len(feats.movie_ids),
-        cfg.top_n,
-        device,
-    )
+    recs = top_n(model, all_ratings, args.top_n, train=split.filter(pl.col("split") == TRAIN))
     if device.type == "cuda":
         torch.cuda.synchronize()
     score_s = time.perf_counter() - started
@@ -90,7 +83,9 @@ def main() -> None:
             {
                 "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
                 "torch": torch.__version__,
-                "batch_size": p.batch_size,
+                "model": args.model,
+                "batch_size": params["batch_size"],
+                "negatives": params.get("negatives", 0),
                 "epochs": len(epoch_s),
                 "best_epoch": result.best_epoch,
                 "seconds_per_epoch_median": float(np.median(epoch_s)),

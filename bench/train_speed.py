@@ -29,10 +29,11 @@ from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.config import PROJECT_ROOT, RunConfig
+from pipeline.config import PROJECT_ROOT
 from pipeline.datasets.layouts import WHOLE_STARS
 from pipeline.features import Features
-from pipeline.models.neumf_features import NeuMFFeatures
+from pipeline.models import registry
+from pipeline.models.pair_mlp import PairMLP
 from pipeline.split import TRAIN, VAL
 from pipeline.train import fit, select_device, triples
 
@@ -64,16 +65,16 @@ class NotebookRatings(Dataset):
 class NotebookModel(nn.Module):
     """The same network, fed its side features by the loader as the notebook did."""
 
-    def __init__(self, model: NeuMFFeatures) -> None:
+    def __init__(self, model: PairMLP) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, u, m, uf, mf):
-        x = torch.cat([self.model.user_embedding(u), self.model.movie_embedding(m), uf, mf], dim=1)
-        return torch.sigmoid(self.model.mlp(x).squeeze(1))
+        x = torch.cat([self.model.user_embedding(u), uf, self.model.movie_embedding(m), mf], dim=1)
+        return torch.sigmoid(self.model.mlp(x)[:, 0])
 
 
-def notebook_samples_per_s(model: NeuMFFeatures, data: Dataset, device, batches: int, warmup: int = 5) -> float:
+def notebook_samples_per_s(model: PairMLP, data: Dataset, device, batches: int, warmup: int = 5) -> float:
     loader = DataLoader(data, batch_size=1024, shuffle=True)
     net = NotebookModel(model).to(device).train()
     optimiser = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=1e-5)
@@ -110,25 +111,27 @@ def main() -> None:
     run = args.run_dir or _latest_run()
     if run is None:
         sys.exit("no run folder: run `make run DATASET=../shared/data/ml-1m-users-1-2999` first")
-    cfg = RunConfig.load(run)
-    cfg.train.max_epochs, cfg.train.patience = args.epochs, args.epochs + 1
+    # rating-only (negatives 0), as the notebook trained it
+    params = registry.hyper_parameters(
+        "neumf_features", {"negatives": 0, "max_epochs": args.epochs, "patience": args.epochs + 1}
+    )
     feats = Features.load(run / "features.npz")
     split = pl.read_parquet(run / "split.parquet")
     device = select_device(args.device)
     train_rows = split.filter(pl.col("split") == TRAIN)
 
-    torch.manual_seed(0)
+    def network() -> PairMLP:
+        torch.manual_seed(0)
+        return registry.Recommender("neumf_features", params, feats, device)._build(None)
+
     ours = fit(
-        NeuMFFeatures.from_features(feats, cfg.train),
+        network(),
         triples(train_rows, WHOLE_STARS),
         triples(split.filter(pl.col("split") == VAL), WHOLE_STARS),
-        cfg.train,
+        registry.train_params(params),
         device,
     ).samples_per_s
-    torch.manual_seed(0)
-    notebook = notebook_samples_per_s(
-        NeuMFFeatures.from_features(feats, cfg.train), NotebookRatings(train_rows, feats), device, args.notebook_batches
-    )
+    notebook = notebook_samples_per_s(network(), NotebookRatings(train_rows, feats), device, args.notebook_batches)
     print(
         json.dumps(
             {

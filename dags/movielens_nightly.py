@@ -4,9 +4,12 @@
 `fetch → validate → load → features → split → train → evaluate → score → publish → report`
 
 Validates the raw MovieLens files with Great Expectations, loads them into the
-DuckDB warehouse as of the run's data-interval end, retrains `neumf_features`,
-evaluates it (the notebooks' protocol), and publishes the top-N movies for
-every user into `recommendations` / `current_recommendations`.
+DuckDB warehouse as of the run's data-interval end, trains every configured
+model under both evaluation protocols (the notebooks' and full ranking),
+records them in `model_runs`, picks the champion on full-ranking NDCG@10 on
+validation, refits it on every rating and publishes its top-N movies for
+every user into `recommendations` / `current_recommendations`. A champion
+clearly worse than the published one is held back with a quality alert.
 
 A critical data-quality failure writes `dq_alerts` rows, sends the alert
 (MOVIELENS_ALERT_CHANNELS: log, email, webhook) and fails `validate` (no
@@ -15,7 +18,7 @@ Warnings alert too, quarantine the rows they concern, and let the run go on.
 Any task failure sends an alert through the same channels.
 
 Params: `dataset` (folder of raw files or a dataset.toml spec; empty = download ml-latest-small),
-`top_n`, `max_epochs`, `device` (auto/cpu/cuda). The warehouse file is
+`models` (which to train and compare), `top_n`, `max_epochs`, `device` (auto/cpu/cuda). The warehouse file is
 `MOVIELENS_WAREHOUSE` (default `warehouse/movielens.duckdb` in the project).
 """
 
@@ -26,6 +29,8 @@ from datetime import timedelta
 
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
+
+from pipeline.config import ALL_MODELS  # names only: config imports no model or data code
 
 TRANSIENT = {"retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True}
 
@@ -76,6 +81,12 @@ def _stage(name: str, settings: dict):
             type="string",
             description="Folder of raw MovieLens files, or a dataset.toml spec; empty downloads ml-latest-small",
         ),
+        "models": Param(
+            list(ALL_MODELS),
+            type="array",
+            items={"type": "string", "enum": list(ALL_MODELS)},
+            description="Models to train and compare; the best on full-ranking NDCG@10 (validation) is published",
+        ),
         "top_n": Param(100, type="integer", minimum=1, description="Recommendations per user"),
         "max_epochs": Param(30, type="integer", minimum=1, description="Training epochs at most"),
         "device": Param("auto", type="string", enum=["auto", "cpu", "cuda"]),
@@ -96,7 +107,7 @@ def movielens_nightly() -> None:
         p = ctx["params"]
         as_of = ctx.get("data_interval_end") or ctx["logical_date"]
         run_dir = run.prepare(
-            ctx["run_id"], as_of, p["dataset"] or None, None, p["top_n"], p["max_epochs"], p["device"]
+            ctx["run_id"], as_of, p["dataset"] or None, None, p["top_n"], p["max_epochs"], p["device"], p["models"]
         )
         try:
             return run.fetch(run_dir)

@@ -240,3 +240,35 @@ def task_failure_alert(context: dict) -> Alert:
     details = [f"task {dag}.{task} failed (try {getattr(ti, 'try_number', '?')})", f"error: {error}"[:2000]]
     log_url = getattr(ti, "log_url", None)
     return Alert(run_id, "critical", f"task {task} of {dag} failed", details, log_url)
+
+
+def champion_alert(con: duckdb.DuckDBPyConnection, run_id: str, verdict: dict) -> Alert:
+    """A dq_alerts row and the Alert for a champion that was held back by the quality gate."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    con.execute(
+        "DELETE FROM dq_alerts WHERE run_id = ? AND suite = 'model_quality'",
+        [run_id],
+    )
+    con.execute(
+        "INSERT INTO dq_alerts (run_id, raised_at, file, suite, expectation, column_name, severity, "
+        "unexpected_count, sample_values, sample_lines, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            run_id,
+            now,
+            "model_runs",
+            "model_quality",
+            "champion_not_worse_than_published",
+            verdict["metric"],
+            "critical",
+            None,
+            [verdict["model"], f"{verdict['value']:.4f}"],
+            None,
+            verdict["message"],
+        ],
+    )
+    previous = verdict.get("previous") or {}
+    details = [
+        verdict["message"],
+        f"published champion: {previous.get('model')} (run {previous.get('run_id')})",
+    ]
+    return Alert(run_id, "critical", f"model quality gate: {verdict['model']} not published", details)

@@ -1,6 +1,7 @@
 """Command line: run the whole job, or one stage, without Airflow.
 
 python -m pipeline.cli run --dataset ../shared/data/ml-100k
+python -m pipeline.cli run --dataset ../shared/data/ml-100k --until evaluate --models ease,biased_mf
 python -m pipeline.cli stage validate var/runs/<run>
 """
 
@@ -13,8 +14,11 @@ import sys
 from datetime import UTC, datetime
 
 from pipeline import logs, run
+from pipeline.champion import ChampionGateError
+from pipeline.config import ALL_MODELS
 from pipeline.datasets.download import DownloadError
 from pipeline.datasets.layouts import LayoutError
+from pipeline.models.registry import UnknownModelError
 from pipeline.validate import DataQualityError
 
 log = logging.getLogger("pipeline.cli")
@@ -37,6 +41,17 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--top-n", type=int, default=100)
     p_run.add_argument("--max-epochs", type=int, default=None)
     p_run.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p_run.add_argument(
+        "--models",
+        default=os.environ.get("MOVIELENS_MODELS") or ",".join(ALL_MODELS),
+        help=f"comma-separated models to train and compare (default: all: {','.join(ALL_MODELS)})",
+    )
+    p_run.add_argument(
+        "--until",
+        choices=[s.__name__ for s in run.STAGES],
+        default=None,
+        help="stop after this stage (evaluate: compare the models, publish nothing)",
+    )
     p_stage = sub.add_parser("stage", help="re-run one stage of an existing run folder")
     p_stage.add_argument("name", choices=[s.__name__ for s in run.STAGES])
     p_stage.add_argument("run_dir")
@@ -50,10 +65,13 @@ def main(argv: list[str] | None = None) -> int:
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         run_id = args.run_id or f"cli__{when.strftime('%Y%m%dT%H%M%S')}"
-        run_dir = run.prepare(run_id, when, args.dataset, args.warehouse, args.top_n, args.max_epochs, args.device)
-        run.run_all(run_dir)
+        models = [m.strip() for m in args.models.split(",") if m.strip()]
+        run_dir = run.prepare(
+            run_id, when, args.dataset, args.warehouse, args.top_n, args.max_epochs, args.device, models
+        )
+        run.run_all(run_dir, until=args.until)
         return 0
-    except (DataQualityError, DownloadError, LayoutError) as exc:
+    except (DataQualityError, DownloadError, LayoutError, ChampionGateError, UnknownModelError) as exc:
         log.error("%s", exc)
         return 2
 

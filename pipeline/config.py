@@ -11,6 +11,8 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SQL_DIR = PROJECT_ROOT / "sql"
 EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
+# every model of pipeline/models/registry.py, cheapest first
+ALL_MODELS = ("most_popular", "ease", "svd", "biased_mf", "mlp", "dnn_content", "neumf_features", "ncf_tags")
 
 
 def var_dir() -> Path:
@@ -24,7 +26,11 @@ def default_warehouse() -> Path:
 
 @dataclass
 class TrainParams:
-    """neumf_features hyper-parameters; defaults are the notebook's."""
+    """Trainer settings shared by the neural models; defaults are the notebook's.
+
+    Each model adds its own (pipeline/models/registry.py) and a run may
+    override any of them per model (RunConfig.model_params).
+    """
 
     embedding_dim: int = 32
     hidden: tuple[int, ...] = (128, 64, 32)
@@ -37,6 +43,11 @@ class TrainParams:
     lr_patience: int = 2
     lr_factor: float = 0.5
     seed: int = 0
+    amp: bool = True  # bfloat16 autocast, on CUDA only
+    # sampled unrated movies per rated pair for the interaction (ranking) head;
+    # 0 trains the rating alone, as the notebooks did, and then ranks by rating
+    negatives: int = 0
+    interaction_weight: float = 0.1
 
 
 @dataclass
@@ -48,9 +59,17 @@ class RunConfig:
     warehouse: str
     logical_date: str  # ISO date-time; ratings at or after it are not seen
     top_n: int = 100
-    model: str = "neumf_features"
+    models: list[str] = field(default_factory=lambda: list(ALL_MODELS))
     device: str = "auto"
     train: TrainParams = field(default_factory=TrainParams)
+    # per model, hyper-parameters over the registry's defaults, e.g. {"ease": {"lam": 500}}
+    model_params: dict[str, dict] = field(default_factory=dict)
+    # protocol A is for comparison with the notebooks and may be switched off
+    notebook_protocol: bool = True
+    # "<protocol>.<split>.<metric>" from the models' metrics; higher is better
+    champion_metric: str = "full_ranking.val.ndcg@10"
+    # a champion worse than the last published one by more than this is not published
+    champion_tolerance: float = 0.01
 
     @property
     def run_dir(self) -> Path:

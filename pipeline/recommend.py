@@ -4,6 +4,7 @@ Users are scored in batches against every candidate movie on the model's
 device, so memory stays bounded by batch_users x n_movies. Candidates are
 movies the model was trained on; users the model could not learn (no
 training rows) get the most popular unseen movies instead, flagged as such.
+Any model of the registry can fill the lists (the champion does).
 """
 
 from __future__ import annotations
@@ -14,13 +15,11 @@ import time
 import numpy as np
 import polars as pl
 import torch
-from torch import nn
+
+from pipeline.models.registry import PAIRS_PER_BATCH, Recommender
 
 log = logging.getLogger(__name__)
 
-# Pairs scored per batch: on the CPU ~16 MB of hidden activations stays in
-# cache (measured fastest here); a GPU wants large batches to stay busy.
-PAIRS_PER_BATCH = {"cpu": 1 << 15, "cuda": 1 << 22}
 HISTORY_FOR_REASONS = 50
 
 
@@ -33,18 +32,15 @@ def csr(rows: np.ndarray, cols: np.ndarray, n_rows: int) -> tuple[np.ndarray, np
 
 
 @torch.no_grad()
-def top_n(
-    model: nn.Module,
-    ratings: pl.DataFrame,
-    train: pl.DataFrame,
-    n_users: int,
-    n_movies: int,
-    n: int,
-    device: torch.device,
-) -> pl.DataFrame:
-    """Rows (user_idx, rank, movie_idx, score, reason_movie_idx, reason_rating, is_fallback)."""
+def top_n(model: Recommender, ratings: pl.DataFrame, n: int, train: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Rows (user_idx, rank, movie_idx, score, reason_movie_idx, reason_rating, is_fallback).
+
+    `ratings` are excluded from each user's list; `train` (default: the same
+    rows) are those the model learned from.
+    """
     started = time.perf_counter()
-    model.eval().to(device)
+    train = ratings if train is None else train
+    n_users, n_movies, device = model.n_users, model.n_movies, model.device
     seen_ptr, seen_idx = csr(ratings["user_idx"].to_numpy(), ratings["movie_idx"].to_numpy(), n_users)
     candidate = np.zeros(n_movies, dtype=bool)
     candidate[train["movie_idx"].unique().to_numpy()] = True
@@ -53,15 +49,15 @@ def top_n(
     popularity = np.bincount(train["movie_idx"].to_numpy(), minlength=n_movies).astype(np.float32)
     liked = _liked_history(ratings)
 
-    movies = torch.arange(n_movies, device=device)
     blocked = torch.tensor(~candidate, device=device)
     item_vectors = _item_vectors(model, device)
-    batch = max(1, PAIRS_PER_BATCH.get(device.type, 1 << 15) // max(n_movies, 1))
+    # score_tensor bounds the pairs per pass itself; this bounds the [batch, movies] matrix
+    batch = max(256, PAIRS_PER_BATCH.get(device.type, 1 << 15) // max(n_movies, 1))
     parts = []
     model_users = np.flatnonzero(trained_users)
     for i in range(0, len(model_users), batch):
         users = torch.tensor(model_users[i : i + batch], device=device)
-        scores = _score_matrix(model, users, movies)
+        scores = model.score_tensor(users)
         parts.append(_select(scores, users, blocked, seen_ptr, seen_idx, n, liked, item_vectors, fallback=False))
         if (i // batch) % 20 == 0:
             log.info("scored %d/%d users", min(i + batch, len(model_users)), len(model_users))
@@ -76,13 +72,6 @@ def top_n(
     out = pl.concat(parts) if parts else pl.DataFrame()
     log.info("top-%d for %d users in %.1fs", n, n_users, time.perf_counter() - started)
     return out
-
-
-def _score_matrix(model: nn.Module, users: torch.Tensor, movies: torch.Tensor) -> torch.Tensor:
-    """[users, movies] scores: the model's own fast path when it has one, else every pair through forward()."""
-    if hasattr(model, "score_matrix"):
-        return model.score_matrix(users, movies)
-    return model(users.repeat_interleave(len(movies)), movies.repeat(len(users))).view(len(users), len(movies))
 
 
 def _select(
@@ -138,12 +127,12 @@ def _liked_history(ratings: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return movie, rating
 
 
-def _item_vectors(model: nn.Module, device: torch.device) -> torch.Tensor | None:
-    """Unit-length item embeddings for 'because you rated X' (cosine similarity)."""
-    emb = getattr(model, "movie_embedding", None)
-    if emb is None:
+def _item_vectors(model: Recommender, device: torch.device) -> torch.Tensor | None:
+    """Unit-length item vectors for 'because you rated X' (cosine similarity)."""
+    vectors = model.item_vectors()
+    if vectors is None:
         return None
-    return torch.nn.functional.normalize(emb.weight.detach().to(device), dim=1)
+    return torch.nn.functional.normalize(vectors.to(device).float(), dim=1)
 
 
 def _reasons(

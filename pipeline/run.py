@@ -16,27 +16,35 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import polars as pl
-import torch
 
 from pipeline import alerts, warehouse
-from pipeline.config import RunConfig, TrainParams, default_warehouse, safe_name, var_dir
+from pipeline.champion import (
+    ChampionGateError,
+    choose_champion,
+    comparison_table,
+    gate,
+    previous_champion,
+    record_model_runs,
+)
+from pipeline.config import ALL_MODELS, RunConfig, TrainParams, default_warehouse, safe_name, var_dir
 from pipeline.datasets.download import fetch_ml_latest_small, sha256_of
 from pipeline.datasets.layouts import Layout
 from pipeline.datasets.spec import resolve_dataset
-from pipeline.evaluate import rating_metrics, rerank_metrics
 from pipeline.features import Features, build_features
 from pipeline.load import load_staged
-from pipeline.models.neumf_features import NeuMFFeatures
+from pipeline.models import registry
+from pipeline.models.registry import Recommender
+from pipeline.protocols import FULL_RANKING, NOTEBOOK, full_ranking_protocol, notebook_protocol, production_fit
 from pipeline.publish import publish as publish_rows
 from pipeline.recommend import top_n
-from pipeline.split import TEST, TRAIN, VAL, notebook_split
+from pipeline.split import notebook_split, temporal_split
 from pipeline.sqlfiles import sql
-from pipeline.train import fit, predict, select_device, triples
+from pipeline.train import select_device
 from pipeline.validate import DataQualityError, validate_folder
 
 log = logging.getLogger(__name__)
 
-MODELS = ("neumf_features",)
+MODEL_FILE = "model.bin"  # the production fit, which score() publishes from
 
 
 def prepare(
@@ -47,11 +55,11 @@ def prepare(
     top_n_items: int = 100,
     max_epochs: int | None = None,
     device: str = "auto",
-    model: str = "neumf_features",
+    models: list[str] | None = None,
 ) -> str:
     """Create the run folder with its config; return its path."""
-    if model not in MODELS:
-        raise ValueError(f"unknown model {model!r}; available: {', '.join(MODELS)}")
+    for name in models or ():
+        registry.spec(name)  # an unknown name fails here, naming the known ones
     params = TrainParams()
     if max_epochs is not None:
         params.max_epochs = int(max_epochs)
@@ -61,7 +69,7 @@ def prepare(
         warehouse=str(Path(warehouse_path or default_warehouse()).resolve()),
         logical_date=logical_date.astimezone(UTC).isoformat(),
         top_n=int(top_n_items),
-        model=model,
+        models=list(models or ALL_MODELS),
         device=device,
         train=params,
     )
@@ -185,113 +193,136 @@ def features(run_dir: str) -> str:
 
 
 def split(run_dir: str) -> str:
-    """The notebooks' per-user random 70/15/15 split."""
-    notebook_split(pl.read_parquet(Path(run_dir) / "ratings.parquet")).write_parquet(Path(run_dir) / "split.parquet")
+    """Both protocols' splits: the notebooks' random 70/15/15 and the per-user temporal one."""
+    ratings = pl.read_parquet(Path(run_dir) / "ratings.parquet")
+    if _cfg(run_dir).notebook_protocol:
+        notebook_split(ratings).write_parquet(Path(run_dir) / "split.parquet")
+    temporal_split(ratings).write_parquet(Path(run_dir) / "temporal.parquet")
     return run_dir
 
 
-def _build_model(cfg: RunConfig, feats: Features) -> NeuMFFeatures:
-    return NeuMFFeatures.from_features(feats, cfg.train)
+def _model_dir(run_dir: str, name: str) -> Path:
+    return Path(run_dir) / "models" / name
 
 
 def train(run_dir: str) -> str:
-    """Train the configured model on the train split, early-stopping on validation."""
-    cfg, layout = _cfg(run_dir), _layout(run_dir)
-    feats = Features.load(Path(run_dir) / "features.npz")
-    data = pl.read_parquet(Path(run_dir) / "split.parquet")
-    device = select_device(cfg.device)
-    torch.manual_seed(cfg.train.seed)
-    model = _build_model(cfg, feats)
-    log.info(
-        "training %s on %s (%d train / %d val ratings)",
-        cfg.model,
-        device,
-        (data["split"] == TRAIN).sum(),
-        (data["split"] == VAL).sum(),
-    )
-    result = fit(
-        model,
-        triples(data.filter(pl.col("split") == TRAIN), layout.scale),
-        triples(data.filter(pl.col("split") == VAL), layout.scale),
-        cfg.train,
-        device,
-    )
-    torch.save(model.state_dict(), Path(run_dir) / "model.pt")
-    summary = {**asdict(result), "device": str(device)}
-    (Path(run_dir) / "train.json").write_text(json.dumps(summary, indent=2))
+    """Every configured model through both protocols (the champion's production fit is score's)."""
+    cfg = _cfg(run_dir)
+    for name in cfg.models:
+        train_model(run_dir, name)
     return run_dir
 
 
-def _load_model(run_dir: str) -> tuple[RunConfig, Features, NeuMFFeatures, torch.device]:
-    """The trained model on the run's device, with its config and features."""
-    cfg = _cfg(run_dir)
-    device = select_device(cfg.device)
+def train_model(run_dir: str, name: str) -> str:
+    """One model through both evaluation protocols; its metrics and schedule in models/<name>/metrics.json."""
+    cfg, layout = _cfg(run_dir), _layout(run_dir)
     feats = Features.load(Path(run_dir) / "features.npz")
-    model = _build_model(cfg, feats)
-    model.load_state_dict(torch.load(Path(run_dir) / "model.pt", map_location=device))
-    return cfg, feats, model.to(device), device
+    out = _model_dir(run_dir, name)
+    out.mkdir(parents=True, exist_ok=True)
+    # the run's trainer settings override a model's defaults only where they were set (e.g. max_epochs)
+    changed = {k: v for k, v in asdict(cfg.train).items() if v != getattr(TrainParams(), k)}
+    params = registry.hyper_parameters(name, {**changed, **cfg.model_params.get(name, {})})
+    reason = registry.skip_reason(name, feats)
+    if reason:
+        log.info("model %s skipped: %s", name, reason)
+        (out / "metrics.json").write_text(json.dumps({"model": name, "skipped": reason}, indent=2))
+        return run_dir
+    device = select_device(cfg.device)
+    started = time.perf_counter()
+    result: dict = {"model": name, "params": params, "device": str(device)}
+    if cfg.notebook_protocol:
+        log.info("%s: protocol A (notebooks')", name)
+        split_a = pl.read_parquet(Path(run_dir) / "split.parquet")
+        result[NOTEBOOK] = notebook_protocol(name, params, feats, split_a, layout.scale, device)
+    log.info("%s: protocol B (full ranking)", name)
+    split_b = pl.read_parquet(Path(run_dir) / "temporal.parquet")
+    result[FULL_RANKING] = full_ranking_protocol(
+        name, params, feats, split_b, layout.scale, device, checkpoint=out / "checkpoint.pt"
+    )
+    result["seconds"] = round(time.perf_counter() - started, 2)
+    (out / "metrics.json").write_text(json.dumps(result, indent=2, default=str))
+    log.info("%s: trained and evaluated in %.1fs", name, result["seconds"])
+    return run_dir
 
 
 def evaluate(run_dir: str) -> str:
-    """Test-split metrics of the notebooks' protocol, into metrics.json and model_runs."""
-    layout = _layout(run_dir)
-    cfg, _, model, device = _load_model(run_dir)
-    test = pl.read_parquet(Path(run_dir) / "split.parquet").filter(pl.col("split") == TEST)
-    users, movies, target = triples(test, layout.scale)
-    pred = predict(model, users.to(device), movies.to(device)).cpu().numpy()
-    metrics = {
-        "protocol": "notebook (per-user random 70/15/15, re-rank own test items)",
-        **rating_metrics(pred, target.numpy(), layout.scale.max),
-        **rerank_metrics(test["user_id"].to_numpy(), pred, test["rating"].to_numpy(), layout.scale.like_threshold),
-    }
-    (Path(run_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    trained = json.loads((Path(run_dir) / "train.json").read_text())
-    with warehouse.connect(cfg.warehouse) as con:
-        con.execute("DELETE FROM model_runs WHERE run_id = ? AND model = ?", [cfg.run_id, cfg.model])
-        con.execute(
-            "INSERT INTO model_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                cfg.run_id,
-                datetime.fromisoformat(cfg.logical_date).replace(tzinfo=None),
-                _manifest(run_dir)["folder"],
-                cfg.model,
-                json.dumps(asdict(cfg.train)),
-                json.dumps(metrics),
-                trained["device"],
-                trained["seconds"],
-                True,
-                datetime.now(UTC).replace(tzinfo=None),
-            ],
-        )
+    """Every model's metrics into model_runs, a comparison table in the log, and the champion."""
+    cfg = _cfg(run_dir)
+    results = [json.loads((_model_dir(run_dir, n) / "metrics.json").read_text()) for n in cfg.models]
+    trained = [r for r in results if "skipped" not in r]
+    if not trained:
+        reasons = "; ".join(f"{r['model']}: {r['skipped']}" for r in results)
+        raise RuntimeError(f"no model could be trained: {reasons}")
+    choice = choose_champion(trained, cfg.champion_metric)
     log.info(
-        "test (notebook protocol): RMSE %.4f (%.3f stars)  MAE %.3f stars  R2 %.3f  P@10 %.3f  R@10 %.3f  NDCG@10 %.3f",
-        metrics["rmse"],
-        metrics["rmse_stars"],
-        metrics["mae_stars"],
-        metrics["r2"],
-        metrics["precision@10"],
-        metrics["recall@10"],
-        metrics["ndcg@10"],
+        "model comparison (A: notebooks' protocol, test; B: full ranking)\n%s", comparison_table(results, choice.model)
     )
+    dataset = _manifest(run_dir)["folder"]
+    with warehouse.connect(cfg.warehouse) as con:
+        previous = previous_champion(con, dataset, cfg.run_id, cfg.champion_metric)
+        record_model_runs(con, cfg, dataset, results, choice.model)
+    verdict = gate(choice, previous, cfg.champion_tolerance)
+    (Path(run_dir) / "champion.json").write_text(json.dumps(verdict, indent=2))
+    log.info("%s", verdict["message"])
+    if not verdict["publish"]:
+        with warehouse.connect(cfg.warehouse) as con:
+            alert = alerts.champion_alert(con, cfg.run_id, verdict)
+        alerts.notify(alert)
+        raise ChampionGateError(verdict["message"])
     return run_dir
 
 
+def _production_model(run_dir: str, name: str) -> Recommender:
+    """The champion refit on every rating up to the run's date, with the epochs and learning
+    rates validation chose; saved in models/<name>/ so a re-run of score reuses it."""
+    cfg, layout = _cfg(run_dir), _layout(run_dir)
+    device = select_device(cfg.device)
+    feats = Features.load(Path(run_dir) / "features.npz")
+    path = _model_dir(run_dir, name) / MODEL_FILE
+    if path.exists():
+        return Recommender.load(name, path, feats, device)
+    metrics = json.loads((_model_dir(run_dir, name) / "metrics.json").read_text())
+    schedule = {k: metrics[FULL_RANKING][k] for k in ("epochs", "lr_schedule") if k in metrics[FULL_RANKING]}
+    log.info(
+        "%s: production fit on every rating (%s)", name, f"{schedule['epochs']} epochs" if schedule else "closed form"
+    )
+    model, fitted = production_fit(
+        name,
+        metrics["params"],
+        feats,
+        pl.read_parquet(Path(run_dir) / "ratings.parquet"),
+        layout.scale,
+        device,
+        schedule,
+    )
+    model.save(path)
+    (_model_dir(run_dir, name) / "production.json").write_text(json.dumps(fitted, indent=2))
+    return model
+
+
+def _champion(run_dir: str) -> str:
+    return json.loads((Path(run_dir) / "champion.json").read_text())["model"]
+
+
 def score(run_dir: str) -> str:
-    """Top-N unseen movies for every user, with the movie behind each reason."""
-    layout = _layout(run_dir)
-    cfg, feats, model, device = _load_model(run_dir)
+    """Top-N unseen movies for every user from the champion, with the movie behind each reason."""
+    cfg, layout = _cfg(run_dir), _layout(run_dir)
+    name = _champion(run_dir)
+    model = _production_model(run_dir, name)
     ratings = pl.read_parquet(Path(run_dir) / "ratings.parquet")
-    train_rows = pl.read_parquet(Path(run_dir) / "split.parquet").filter(pl.col("split") == TRAIN)
-    recs = top_n(model, ratings, train_rows, len(feats.user_ids), len(feats.movie_ids), cfg.top_n, device)
-    ids_u, ids_m = feats.user_ids, feats.movie_ids
+    recs = top_n(model, ratings, cfg.top_n)
+    ids_u, ids_m = model.feats.user_ids, model.feats.movie_ids
     reason_idx = recs["reason_movie_idx"].to_numpy()
     out = recs.select(
         pl.Series("user_id", ids_u[recs["user_idx"].to_numpy()]),
         "rank",
         pl.Series("movie_id", ids_m[recs["movie_idx"].to_numpy()]),
         "score",
-        # stars on the dataset's scale; a popularity fallback predicts no rating
-        pl.when(~pl.col("is_fallback")).then(pl.col("score") * layout.scale.max).alias("predicted_rating"),
+        # stars on the dataset's scale, from models that predict ratings; a
+        # popularity fallback or a ranking-only model predicts no rating
+        pl.when(~pl.col("is_fallback") & pl.lit(model.spec.predicts_ratings))
+        .then(pl.col("score") * layout.scale.max)
+        .alias("predicted_rating"),
         # -1 means "no reason movie": null, never a sentinel id
         pl.when(pl.Series(reason_idx >= 0))
         .then(pl.Series(ids_m[np.clip(reason_idx, 0, None)]))
@@ -311,7 +342,7 @@ def publish(run_dir: str) -> str:
             con,
             cfg.run_id,
             Path(run_dir) / "recommendations.parquet",
-            cfg.model,
+            _champion(run_dir),
             _manifest(run_dir)["folder"],
             cfg.top_n,
         )
@@ -334,8 +365,8 @@ def report(run_dir: str) -> str:
         "dataset": _manifest(run_dir)["folder"],
         "layout": _manifest(run_dir)["layout"],
         "counts": counts,
-        "training": json.loads((Path(run_dir) / "train.json").read_text()),
-        "metrics": json.loads((Path(run_dir) / "metrics.json").read_text()),
+        "champion": json.loads((Path(run_dir) / "champion.json").read_text()),
+        "models": {n: json.loads((_model_dir(run_dir, n) / "metrics.json").read_text()) for n in cfg.models},
         "validation": json.loads((Path(run_dir) / "validation.json").read_text()),
         "warehouse": cfg.warehouse,
     }
@@ -347,11 +378,13 @@ def report(run_dir: str) -> str:
 STAGES = (fetch, validate, load, features, split, train, evaluate, score, publish, report)
 
 
-def run_all(run_dir: str) -> str:
-    """Every stage in order, in this process (the CLI's path; Airflow runs them as tasks)."""
+def run_all(run_dir: str, until: str | None = None) -> str:
+    """Every stage in order (up to `until`), in this process (the CLI's path; Airflow runs them as tasks)."""
     for stage in STAGES:
         started = time.perf_counter()
         log.info("== %s", stage.__name__)
         stage(run_dir)
         log.info("== %s done in %.1fs", stage.__name__, time.perf_counter() - started)
+        if stage.__name__ == until:
+            break
     return run_dir

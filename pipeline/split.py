@@ -89,3 +89,20 @@ def temporal_split(ratings: pl.DataFrame, fraction: float = 0.1) -> pl.DataFrame
         *(f"{counts.get(s, 0):,}" for s in (TRAIN, VAL, TEST)),
     )
     return out
+
+
+def holdout_time_split(ratings: pl.DataFrame, train: float = 0.8, val: float = 0.1) -> pl.DataFrame:
+    """The ml-latest-small SVD notebook's split: per user in time order (ties by movie id),
+    the first ⌈train·n⌉ ratings train, up to ⌈(train + val)·n⌉ validation, the rest test."""
+    ordered = ratings.sort(["user_id", "timestamp", "movie_id"])
+    n = pl.len().over("user_id")
+    position = pl.int_range(pl.len()).over("user_id")
+    split = (
+        pl.when(position < (n * train).ceil())
+        .then(pl.lit(TRAIN))
+        .when(position < (n * (train + val)).ceil())
+        .then(pl.lit(VAL))
+        .otherwise(pl.lit(TEST))
+        .cast(pl.Int8)
+    )
+    return ordered.with_columns(split.alias("split"))

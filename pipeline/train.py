@@ -12,6 +12,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -71,24 +72,54 @@ def predict(model: nn.Module, users: torch.Tensor, movies: torch.Tensor, batch_s
     return torch.cat(parts) if parts else torch.empty(0, device=users.device)
 
 
-def fit(model: nn.Module, train: Triples, val: Triples, params: TrainParams, device: torch.device) -> TrainResult:
-    """Adam + ReduceLROnPlateau + early stopping on validation MSE; best weights restored."""
+def _on_device(tensors: Triples, device: torch.device) -> Triples:
+    """Whole tensors onto the device once; pinned host memory makes the copy asynchronous on CUDA."""
+    if device.type == "cuda":
+        return tuple(t.pin_memory().to(device, non_blocking=True) for t in tensors)  # type: ignore[return-value]
+    return to_device(tensors, device)
+
+
+def fit(
+    model: nn.Module,
+    train: Triples,
+    val: Triples | None,
+    params: TrainParams,
+    device: torch.device,
+    *,
+    epochs: int | None = None,
+    lr_schedule: list[float] | None = None,
+    checkpoint: Path | None = None,
+) -> TrainResult:
+    """Adam + ReduceLROnPlateau + early stopping on validation MSE; best weights restored.
+
+    Without `val` (a refit on more data) it trains exactly `epochs` epochs,
+    replaying `lr_schedule` (the learning rate per epoch of the tuned run) so
+    the refit follows the schedule validation chose. With `checkpoint`, the
+    best weights, optimiser state and history are saved there as they improve.
+    """
     seed_everything(params.seed)
     model.to(device)
-    train, val = to_device(train, device), to_device(val, device)
+    train = _on_device(train, device)
+    val = _on_device(val, device) if val is not None else None
     optimiser = torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimiser, mode="min", factor=params.lr_factor, patience=params.lr_patience
     )
-    loss_fn = nn.MSELoss()
+    # bfloat16 autocast on CUDA (no loss scaling needed); the CPU stays float32.
+    amp = params.amp and device.type == "cuda"
     generator = torch.Generator(device=device).manual_seed(params.seed)
+    objective = _Objective(model, params, generator)
     n = len(train[0])
+    max_epochs = epochs if epochs is not None else params.max_epochs
     result = TrainResult()
     best_state = copy.deepcopy(model.state_dict())
     stale = 0
     started = time.perf_counter()
-    for epoch in range(1, params.max_epochs + 1):
+    for epoch in range(1, max_epochs + 1):
         t0 = time.perf_counter()
+        if lr_schedule:
+            for group in optimiser.param_groups:
+                group["lr"] = lr_schedule[min(epoch, len(lr_schedule)) - 1]
         model.train()
         order = torch.randperm(n, device=device, generator=generator)
         total = torch.zeros((), device=device)
@@ -97,33 +128,37 @@ def fit(model: nn.Module, train: Triples, val: Triples, params: TrainParams, dev
             if len(idx) < 2:  # batch norm needs two samples
                 continue
             optimiser.zero_grad(set_to_none=True)
-            loss = loss_fn(model(train[0][idx], train[1][idx]), train[2][idx])
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                loss = objective(train[0][idx], train[1][idx], train[2][idx])
             loss.backward()
             optimiser.step()
             total += loss.detach() * len(idx)
         train_loss = float(total) / n
-        val_loss = float(loss_fn(predict(model, val[0], val[1]), val[2]))
-        scheduler.step(val_loss)
-        seconds = time.perf_counter() - t0
         lr = optimiser.param_groups[0]["lr"]
+        val_loss = objective.validation(val) if val is not None else float("nan")
+        if val is not None and not lr_schedule:
+            scheduler.step(val_loss)
+        seconds = time.perf_counter() - t0
         result.history.append(
             {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr, "seconds": seconds}
         )
-        improved = val_loss < result.best_val_loss - 1e-7
+        improved = val is None or val_loss < result.best_val_loss - 1e-7
         log.info(
-            "epoch %d/%d  train_mse %.5f  val_mse %.5f  lr %.1e  %.1fs (%.0f samples/s)%s",
+            "epoch %d/%d  train_loss %.5f  val_loss %.5f  lr %.1e  %.1fs (%.0f samples/s)%s",
             epoch,
-            params.max_epochs,
+            max_epochs,
             train_loss,
             val_loss,
             lr,
             seconds,
             n / seconds,
-            "  *best" if improved else "",
+            "  *best" if improved and val is not None else "",
         )
         if improved:
             result.best_val_loss, result.best_epoch, stale = val_loss, epoch, 0
             best_state = copy.deepcopy(model.state_dict())
+            if checkpoint is not None:
+                _save_checkpoint(checkpoint, model, optimiser, result)
         else:
             stale += 1
             if stale >= params.patience:
@@ -131,6 +166,52 @@ def fit(model: nn.Module, train: Triples, val: Triples, params: TrainParams, dev
                 break
     model.load_state_dict(best_state)
     result.seconds = time.perf_counter() - started
-    epochs = len(result.history)
-    result.samples_per_s = n * epochs / sum(h["seconds"] for h in result.history) if epochs else 0.0
+    epochs_run = len(result.history)
+    result.samples_per_s = n * epochs_run / sum(h["seconds"] for h in result.history) if epochs_run else 0.0
     return result
+
+
+class _Objective:
+    """MSE on the rating; plus, with `negatives` > 0, binary cross-entropy of the interaction
+    head on the rated pairs against that many uniformly sampled movies per pair."""
+
+    def __init__(self, model: nn.Module, params: TrainParams, generator: torch.Generator) -> None:
+        self.model, self.k, self.weight, self.generator = model, params.negatives, params.interaction_weight, generator
+        self.n_movies = model.movie_embedding.num_embeddings if self.k else 0
+
+    def __call__(self, users: torch.Tensor, movies: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if not self.k:
+            return nn.functional.mse_loss(self.model(users, movies).float(), target)
+        n = len(users)
+        sampled = torch.randint(self.n_movies, (n * self.k,), device=users.device, generator=self.generator)
+        rating, logit = self.model.outputs(torch.cat([users, users.repeat(self.k)]), torch.cat([movies, sampled]))
+        labels = torch.zeros(len(logit), device=users.device)
+        labels[:n] = 1.0
+        mse = nn.functional.mse_loss(rating[:n].float(), target)
+        return mse + self.weight * nn.functional.binary_cross_entropy_with_logits(logit.float(), labels)
+
+    @torch.no_grad()
+    def validation(self, val: Triples) -> float:
+        """The same loss on validation, with negatives drawn from a fixed seed (comparable across epochs)."""
+        self.model.eval()
+        if not self.k:
+            return float(nn.functional.mse_loss(predict(self.model, val[0], val[1]).float(), val[2]))
+        saved, self.generator = self.generator, torch.Generator(device=val[0].device).manual_seed(12345)
+        total = 0.0
+        for i in range(0, len(val[0]), 65536):
+            part = slice(i, i + 65536)
+            total += float(self(val[0][part], val[1][part], val[2][part])) * len(val[0][part])
+        self.generator = saved
+        return total / max(len(val[0]), 1)
+
+
+def _save_checkpoint(path: Path, model: nn.Module, optimiser: torch.optim.Optimizer, result: TrainResult) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "model": model.state_dict(),
+        "optimiser": optimiser.state_dict(),
+        "epoch": result.best_epoch,
+        "history": result.history,
+    }
+    torch.save(state, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)  # a crash never leaves half a checkpoint

@@ -95,3 +95,7 @@ CREATE TABLE IF NOT EXISTS dq_row_counts (
     passed      BOOLEAN NOT NULL,
     recorded_at TIMESTAMP NOT NULL
 );
+
+-- Added by the models work (issue 4): which evaluation protocol a row's metrics
+-- belong to: notebook (A), full_ranking (B), or skipped (the model could not run).
+ALTER TABLE model_runs ADD COLUMN IF NOT EXISTS protocol VARCHAR;

@@ -26,20 +26,37 @@ class Synthetic:
 
 
 def make(
-    n_users: int = 60, n_movies: int = 40, per_user: int = 20, seed: int = 0, half_stars: bool = False
+    n_users: int = 60,
+    n_movies: int = 40,
+    per_user: int = 20,
+    seed: int = 0,
+    half_stars: bool = False,
+    clusters: int = 0,
 ) -> Synthetic:
+    """`clusters` > 0 also plants *which* movies a user rates: user u mostly rates movies
+    of block u % clusters (90%), lower movie ids more often, so ranking models (and
+    popularity) have something to learn."""
     rng = np.random.default_rng(seed)
     uf, mf = rng.normal(size=(n_users, 3)), rng.normal(size=(n_movies, 3))
     ub, mb = rng.normal(0, 0.5, n_users), rng.normal(0, 0.7, n_movies)
     ratings = []
     for u in range(n_users):
-        for m in rng.choice(n_movies, size=min(per_user, n_movies), replace=False):
+        for m in _chosen(rng, u, n_movies, min(per_user, n_movies), clusters):
             raw = 3.3 + ub[u] + mb[m] + 0.6 * uf[u] @ mf[m] + rng.normal(0, 0.3)
             value = np.clip(np.round(raw * 2) / 2 if half_stars else np.round(raw), 0.5 if half_stars else 1, 5)
             ratings.append((u + 1, int(m) + 1, float(value), BASE_TS + int(rng.integers(0, 10_000_000))))
     movies = [(m + 1, _title(m), sorted(set(rng.choice(GENRES_1M, size=2).tolist()))) for m in range(n_movies)]
     users = [(u + 1, "F" if u % 2 else "M", [1, 18, 25, 35, 45, 50, 56][u % 7], u % 21) for u in range(n_users)]
     return Synthetic(ratings, movies, users)
+
+
+def _chosen(rng: np.random.Generator, u: int, n_movies: int, k: int, clusters: int) -> np.ndarray:
+    if not clusters:
+        return rng.choice(n_movies, size=k, replace=False)
+    block = np.arange(n_movies)[np.arange(n_movies) % clusters == u % clusters]
+    weights = np.where(np.isin(np.arange(n_movies), block), 0.9 / len(block), 0.1 / (n_movies - len(block)))
+    weights = weights * (2.0 - np.arange(n_movies) / n_movies) ** 2
+    return rng.choice(n_movies, size=k, replace=False, p=weights / weights.sum())
 
 
 def _title(m: int) -> str:

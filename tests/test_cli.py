@@ -1,11 +1,13 @@
 """The whole job in one process (no Airflow), on synthetic files."""
 
+import json
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from pipeline.cli import main
+from pipeline.config import ALL_MODELS
 from tests.synthetic import make, write_ml1m
 
 N = 10
@@ -49,11 +51,27 @@ def test_every_user_gets_n_unseen_known_movies_and_metrics_are_recorded(dataset:
         "SELECT count(*) FROM current_recommendations WHERE movie_id NOT IN (SELECT movie_id FROM movies)"
     ).fetchall()[0][0]
     assert seen == 0 and unknown == 0
-    run = con.execute(
-        "SELECT model, device, seconds, metrics->>'rmse', metrics->>'ndcg@10' FROM model_runs WHERE run_id = 'run-1'"
+    rows = con.execute(
+        "SELECT model, protocol, device, seconds, is_champion, metrics FROM model_runs WHERE run_id = 'run-1'"
     ).fetchall()
-    assert run and run[0][0] == "neumf_features" and run[0][1] == "cpu" and run[0][2] > 0
-    assert 0 < float(run[0][3]) < 1 and 0 < float(run[0][4]) <= 1
+    by_key = {(m, p): (d, s, c, json.loads(x)) for m, p, d, s, c, x in rows}
+    # every model under both protocols, except ncf_tags: ml-1m has no tags
+    assert by_key[("ncf_tags", "skipped")][3]["skipped"].startswith("the dataset has no tags")
+    for model in set(ALL_MODELS) - {"ncf_tags"}:
+        device, seconds, _, notebook = by_key[(model, "notebook")]
+        full = by_key[(model, "full_ranking")][3]
+        assert device == "cpu" and seconds > 0
+        assert 0 < notebook["test"]["ndcg@10"] <= 1 and 0 <= full["val"]["ndcg@10"] <= 1
+        assert full["test"]["users_evaluated"] > 0
+    assert 0 < by_key[("neumf_features", "notebook")][3]["test"]["rmse"] < 1
+    assert "rmse" not in by_key[("ease", "notebook")][3]["test"]  # ranks only
+    # one champion, the model with the best full-ranking NDCG@10 on validation, and it is what was published
+    champions = {m for (m, _), v in by_key.items() if v[2]}
+    best = max(
+        (m for m, p in by_key if p == "full_ranking"), key=lambda m: by_key[(m, "full_ranking")][3]["val"]["ndcg@10"]
+    )
+    assert champions == {best}
+    assert con.execute("SELECT DISTINCT model FROM current_recommendations").fetchall() == [(best,)]
 
 
 def test_bad_data_exits_2_raises_alert_and_keeps_published_recommendations(dataset: Path, tmp_path: Path) -> None:

@@ -3,18 +3,24 @@ import polars as pl
 import torch
 from torch import nn
 
+from pipeline.models.registry import spec
 from pipeline.recommend import top_n
 
 
-class PopularityByIndex(nn.Module):
-    """Scores movie i as i (higher index = better), with an item embedding for reasons."""
+class PopularityByIndex:
+    """A recommender scoring movie i as i (higher index = better), with item vectors for reasons."""
 
-    def __init__(self, n_movies: int) -> None:
-        super().__init__()
-        self.movie_embedding = nn.Embedding(n_movies, 4)
+    spec = spec("biased_mf")
 
-    def forward(self, users: torch.Tensor, movies: torch.Tensor) -> torch.Tensor:
-        return movies.float() / 100
+    def __init__(self, n_users: int, n_movies: int) -> None:
+        self.n_users, self.n_movies, self.device = n_users, n_movies, torch.device("cpu")
+        self.vectors = nn.Embedding(n_movies, 4).weight.detach()
+
+    def score_tensor(self, users: torch.Tensor) -> torch.Tensor:
+        return (torch.arange(self.n_movies, dtype=torch.float32) / 100).expand(len(users), -1).clone()
+
+    def item_vectors(self) -> torch.Tensor:
+        return self.vectors
 
 
 def _frames():
@@ -35,7 +41,7 @@ def _frames():
 
 def test_top_n_excludes_seen_and_untrained_movies_and_ranks_by_score() -> None:
     ratings, train = _frames()
-    recs = top_n(PopularityByIndex(12), ratings, train, n_users=3, n_movies=12, n=3, device=torch.device("cpu"))
+    recs = top_n(PopularityByIndex(3, 12), ratings, n=3, train=train)
     user0 = recs.filter(pl.col("user_idx") == 0).sort("rank")
     # candidates are movies with training rows {0, 1, 7, 8, 9}; user 0 saw 8 and 9
     assert user0["movie_idx"].to_list() == [7, 1, 0]
@@ -47,7 +53,7 @@ def test_top_n_excludes_seen_and_untrained_movies_and_ranks_by_score() -> None:
 
 def test_users_without_training_rows_get_a_flagged_popularity_fallback() -> None:
     ratings, train = _frames()
-    recs = top_n(PopularityByIndex(12), ratings, train, n_users=3, n_movies=12, n=3, device=torch.device("cpu"))
+    recs = top_n(PopularityByIndex(3, 12), ratings, n=3, train=train)
     cold = recs.filter(pl.col("user_idx") == 2).sort("rank")
     assert cold["is_fallback"].all() and len(cold) == 3
     assert 9 not in cold["movie_idx"].to_list()  # seen
@@ -56,6 +62,6 @@ def test_users_without_training_rows_get_a_flagged_popularity_fallback() -> None
 
 def test_fewer_candidates_than_n_gives_only_real_rows() -> None:
     ratings, train = _frames()
-    recs = top_n(PopularityByIndex(12), ratings, train, n_users=3, n_movies=12, n=10, device=torch.device("cpu"))
+    recs = top_n(PopularityByIndex(3, 12), ratings, n=10, train=train)
     assert recs["score"].is_finite().all()
     assert recs.filter(pl.col("user_idx") == 0).height == 3  # 5 candidates - 2 seen

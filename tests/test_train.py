@@ -3,14 +3,14 @@ import pytest
 import torch
 
 from pipeline.config import TrainParams
-from pipeline.models.neumf_features import NeuMFFeatures
+from pipeline.models.pair_mlp import PairMLP
 from pipeline.split import TRAIN, VAL, notebook_split
 from pipeline.train import fit, predict, select_device
 from tests.synthetic import make
 
 
-def _data():
-    data = make(n_users=80, n_movies=40, per_user=25, seed=1)
+def _data(clusters: int = 0, per_user: int = 25):
+    data = make(n_users=80, n_movies=40, per_user=per_user, seed=1, clusters=clusters)
     frame = pl.DataFrame(data.ratings, schema=["user_id", "movie_id", "rating", "timestamp"], orient="row")
     frame = frame.with_columns(user_idx=pl.col("user_id") - 1, movie_idx=pl.col("movie_id") - 1)
     split = notebook_split(frame)
@@ -26,9 +26,9 @@ def _data():
     return triples(TRAIN), triples(VAL)
 
 
-def _model(seed: int = 0) -> NeuMFFeatures:
+def _model(seed: int = 0) -> PairMLP:
     torch.manual_seed(seed)
-    return NeuMFFeatures(80, 40, torch.rand(80, 3).round(), torch.rand(40, 5).round(), embedding_dim=8, hidden=(32, 16))
+    return PairMLP(80, 40, torch.rand(80, 3).round(), torch.rand(40, 5).round(), embedding_dim=8, hidden=(32, 16))
 
 
 def test_model_learns_planted_structure_better_than_the_global_mean() -> None:
@@ -79,3 +79,45 @@ def test_score_matrix_equals_forward_on_every_pair() -> None:
     with torch.no_grad():
         pairs = model(users.repeat_interleave(40), movies.repeat(3)).view(3, 40)
     assert torch.allclose(model.score_matrix(users, movies), pairs, atol=1e-5)
+
+
+def test_the_best_checkpoint_is_saved_and_reloads_to_the_best_val_loss(tmp_path) -> None:
+    train, val = _data()
+    path = tmp_path / "ckpt" / "checkpoint.pt"
+    result = fit(_model(), train, val, TrainParams(max_epochs=6, batch_size=256), torch.device("cpu"), checkpoint=path)
+    saved = torch.load(path, weights_only=False)
+    assert saved["epoch"] == result.best_epoch and len(saved["history"]) >= result.best_epoch
+    model = _model()
+    model.load_state_dict(saved["model"])
+    again = float(((predict(model, val[0], val[1]) - val[2]) ** 2).mean())
+    assert again == pytest.approx(result.best_val_loss, rel=1e-4)
+
+
+def test_a_refit_without_validation_runs_the_given_epochs_at_the_given_learning_rates() -> None:
+    train, _ = _data()
+    schedule = [0.01, 0.01, 0.005]
+    result = fit(
+        _model(), train, None, TrainParams(batch_size=256), torch.device("cpu"), epochs=3, lr_schedule=schedule
+    )
+    assert [h["lr"] for h in result.history] == schedule and result.best_epoch == 3
+
+
+def test_sampled_negatives_teach_the_interaction_head_to_rank_rated_pairs_first() -> None:
+    train, val = _data(clusters=4, per_user=10)  # who rates what is planted: four blocks of movies
+    model = _model()
+    fit(
+        model,
+        train,
+        val,
+        TrainParams(max_epochs=80, patience=80, batch_size=64, lr=0.01, negatives=2, interaction_weight=1.0),
+        torch.device("cpu"),
+    )
+    rated = model.score_matrix(torch.arange(80), torch.arange(40), head="interaction")
+    mask = torch.zeros(80, 40, dtype=torch.bool)
+    mask[train[0], train[1]] = True
+    assert rated[mask].mean() > rated[~mask].mean() + 1.0  # logits: rated pairs clearly higher
+    # the rating-only trainer leaves that head untrained
+    plain = _model()
+    fit(plain, train, val, TrainParams(max_epochs=80, patience=80, batch_size=64, lr=0.01), torch.device("cpu"))
+    untrained = plain.score_matrix(torch.arange(80), torch.arange(40), head="interaction")
+    assert abs(untrained[mask].mean() - untrained[~mask].mean()) < 0.5

@@ -1,0 +1,152 @@
+"""Choose the model whose lists are published, and refuse a clear regression.
+
+The champion is the trained model with the best declared metric (default:
+full-ranking NDCG@10 on validation), whatever its RMSE: the published lists
+are rankings. It is compared with the champion of the last published run of
+the same dataset; if it is worse by more than the tolerance, the run is not
+published, a quality alert goes out, and yesterday's lists stay current.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import duckdb
+
+from pipeline.config import RunConfig
+from pipeline.sqlfiles import sql
+
+log = logging.getLogger(__name__)
+
+
+class ChampionGateError(RuntimeError):
+    """The best model of this run is clearly worse than the published one; nothing was published."""
+
+
+@dataclass
+class Choice:
+    model: str
+    metric: str
+    value: float
+    runners_up: list[tuple[str, float]]
+
+
+def metric_value(result: dict[str, Any], metric: str) -> float | None:
+    """`protocol.split.name` (e.g. full_ranking.val.ndcg@10) from one model's metrics, if present."""
+    node: Any = result
+    for key in metric.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return float(node) if isinstance(node, int | float) else None
+
+
+def choose_champion(results: list[dict[str, Any]], metric: str) -> Choice:
+    """The best model on `metric` (ties: the first in run order, i.e. the cheaper one)."""
+    scored = [(r["model"], v) for r in results if (v := metric_value(r, metric)) is not None]
+    if not scored:
+        raise ValueError(f"champion metric {metric!r} is in no model's metrics; e.g. full_ranking.val.ndcg@10")
+    ranked = sorted(scored, key=lambda mv: -mv[1])
+    return Choice(ranked[0][0], metric, ranked[0][1], ranked[1:])
+
+
+def previous_champion(
+    con: duckdb.DuckDBPyConnection, dataset: str, run_id: str, metric: str
+) -> tuple[str, str, float] | None:
+    """(run_id, model, metric value) of the champion of the newest published run of this dataset."""
+    protocol, path = metric.split(".", 1)
+    row = con.execute(
+        sql("queries/published_champion"), {"dataset": dataset, "run_id": run_id, "protocol": protocol}
+    ).fetchone()
+    if row is None:
+        return None
+    value = metric_value(json.loads(row[2]), path)
+    return (row[0], row[1], value) if value is not None else None
+
+
+def gate(choice: Choice, previous: tuple[str, str, float] | None, tolerance: float) -> dict[str, Any]:
+    """Publish unless the new champion trails the published one by more than `tolerance`."""
+    verdict: dict[str, Any] = {**asdict(choice), "tolerance": tolerance, "previous": None, "publish": True}
+    head = f"champion {choice.model}: {choice.metric} {choice.value:.4f}"
+    if previous is None:
+        verdict["message"] = f"{head} (no earlier published champion for this dataset)"
+        return verdict
+    run, model, value = previous
+    verdict["previous"] = {"run_id": run, "model": model, "value": value}
+    if choice.value < value - tolerance:
+        verdict["publish"] = False
+        verdict["message"] = (
+            f"{head} is worse than the published champion {model} of run {run} ({value:.4f}) by "
+            f"{value - choice.value:.4f}, more than the tolerance {tolerance}: not published; "
+            "the previous recommendations stay current"
+        )
+    else:
+        verdict["message"] = f"{head}; published champion {model} of run {run} had {value:.4f}"
+    return verdict
+
+
+def record_model_runs(
+    con: duckdb.DuckDBPyConnection, cfg: RunConfig, dataset: str, results: list[dict[str, Any]], champion: str
+) -> None:
+    """One model_runs row per model and protocol (and one per skipped model), replacing the run's rows."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    logical = datetime.fromisoformat(cfg.logical_date).replace(tzinfo=None)
+    rows = []
+    for r in results:
+        base = (cfg.run_id, logical, dataset, r["model"], json.dumps(r.get("params", {}), default=str))
+        if "skipped" in r:
+            rows.append((*base, json.dumps({"skipped": r["skipped"]}), None, 0.0, False, now, "skipped"))
+            continue
+        for protocol in ("notebook", "full_ranking"):
+            if protocol in r:
+                metrics = {k: v for k, v in r[protocol].items() if k != "lr_schedule"}
+                rows.append(
+                    (*base, json.dumps(metrics), r["device"], r["seconds"], r["model"] == champion, now, protocol)
+                )
+    con.execute("BEGIN")
+    try:
+        con.execute("DELETE FROM model_runs WHERE run_id = ?", [cfg.run_id])
+        con.executemany(
+            "INSERT INTO model_runs (run_id, logical_date, dataset, model, params, metrics, device, seconds, "
+            "is_champion, created_at, protocol) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+
+
+COLUMNS = (
+    ("RMSE★ A", "notebook.test.rmse_stars", "{:.3f}"),
+    ("MAE★ A", "notebook.test.mae_stars", "{:.3f}"),
+    ("NDCG@10 A", "notebook.test.ndcg@10", "{:.3f}"),
+    ("NDCG@10 B val", "full_ranking.val.ndcg@10", "{:.4f}"),
+    ("NDCG@10 B test", "full_ranking.test.ndcg@10", "{:.4f}"),
+    ("Recall@10 B", "full_ranking.test.recall@10", "{:.4f}"),
+    ("Recall@20 B", "full_ranking.test.recall@20", "{:.4f}"),
+    ("MAP@10 B", "full_ranking.test.map@10", "{:.4f}"),
+    ("Cov@10 B", "full_ranking.test.coverage@10", "{:.3f}"),
+    ("seconds", "seconds", "{:.1f}"),
+)
+
+
+def comparison_table(results: list[dict[str, Any]], champion: str | None = None) -> str:
+    """Markdown table of every model's headline figures; A = notebooks' protocol, B = full ranking."""
+    header = "| model | " + " | ".join(c[0] for c in COLUMNS) + " |"
+    lines = [header, "|" + "---|" * (len(COLUMNS) + 1)]
+    for r in results:
+        name = r["model"] + (" (champion)" if r["model"] == champion else "")
+        if "skipped" in r:
+            lines.append(f"| {name} | skipped: {r['skipped']} |" + " |" * (len(COLUMNS) - 1))
+            continue
+        cells = []
+        for _, path, fmt in COLUMNS:
+            value = metric_value(r, path)
+            cells.append(fmt.format(value) if value is not None else "–")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

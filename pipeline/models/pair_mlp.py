@@ -1,0 +1,103 @@
+"""The notebooks' neural models, as one network shape: user side + movie side -> MLP.
+
+neumf_features, ncf_tags, mlp and dnn_content all concatenate a user vector
+(ID embedding, optionally demographics) with a movie vector (ID embedding,
+optionally genres and tag features) and pass it through an MLP ending in a
+sigmoid on the rating scaled to [0, 1]. They differ only in which side
+features they see, the layer sizes, batch norm and dropout, so they share
+this class and its fast all-pairs scorer.
+
+Two outputs: the rating (what the notebooks trained, and RMSE measures) and
+an interaction logit (will this user rate this movie at all?), trained
+against sampled unrated movies when the trainer's `negatives` > 0. Ranking
+every unseen movie by predicted rating alone favours obscure movies a few
+people loved; the interaction head is what ranks.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class PairMLP(nn.Module):
+    def __init__(
+        self,
+        n_users: int,
+        n_movies: int,
+        user_side: torch.Tensor,
+        movie_side: torch.Tensor,
+        embedding_dim: int = 32,
+        hidden: tuple[int, ...] = (128, 64, 32),
+        dropout: float = 0.3,
+        batch_norm: bool = True,
+    ) -> None:
+        super().__init__()
+        self.user_embedding = nn.Embedding(n_users, embedding_dim)
+        self.movie_embedding = nn.Embedding(n_movies, embedding_dim)
+        nn.init.normal_(self.user_embedding.weight, std=0.05)
+        nn.init.normal_(self.movie_embedding.weight, std=0.05)
+        # Side features are fixed lookup tables, kept on the model's device.
+        self.register_buffer("user_side", user_side.float().reshape(n_users, -1))
+        self.register_buffer("movie_side", movie_side.float().reshape(n_movies, -1))
+        width = 2 * embedding_dim + self.user_side.shape[1] + self.movie_side.shape[1]
+        layers: list[nn.Module] = []
+        for size in hidden:
+            layers.append(nn.Linear(width, size))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(size))
+            layers += [nn.ReLU(), nn.Dropout(dropout)]
+            width = size
+        layers.append(nn.Linear(width, 2))  # [rating logit, interaction logit]
+        self.mlp = nn.Sequential(*layers)
+
+    def user_vector(self, users: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.user_embedding(users), self.user_side[users]], dim=1)
+
+    def movie_vector(self, movies: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.movie_embedding(movies), self.movie_side[movies]], dim=1)
+
+    def outputs(self, users: torch.Tensor, movies: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(rating on [0, 1], interaction logit) per pair."""
+        out = self.mlp(torch.cat([self.user_vector(users), self.movie_vector(movies)], dim=1))
+        return torch.sigmoid(out[:, 0]), out[:, 1]
+
+    def forward(self, users: torch.Tensor, movies: torch.Tensor) -> torch.Tensor:
+        return self.outputs(users, movies)[0]
+
+    @torch.no_grad()
+    def score_matrix(self, users: torch.Tensor, movies: torch.Tensor, head: str = "rating") -> torch.Tensor:
+        """Scores of every (user, movie) pair as a [users, movies] matrix, in eval mode.
+
+        Batch norm (an affine map in eval mode) is folded into the linear layer
+        before it, and the first layer is split into a user half and a movie
+        half, each computed once, so the per-pair cost is only the deeper
+        layers. Same result as forward() on the cross product, up to rounding.
+        """
+        layers = self._folded_layers()
+        (w, b), rest = layers[0], layers[1:]
+        width_user = self.user_embedding.embedding_dim + self.user_side.shape[1]
+        u = self.user_vector(users) @ w[:, :width_user].T
+        m = self.movie_vector(movies) @ w[:, width_user:].T + b
+        hidden = (u[:, None, :] + m[None, :, :]).reshape(-1, w.shape[0]).relu_()
+        for w, b in rest[:-1]:
+            hidden = torch.addmm(b, hidden, w.T).relu_()
+        w, b = rest[-1]
+        column = 0 if head == "rating" else 1
+        out = torch.addmm(b[column : column + 1], hidden, w[column : column + 1].T).view(len(users), len(movies))
+        return torch.sigmoid(out) if head == "rating" else out
+
+    def _folded_layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(weight, bias) per linear layer with the following eval-mode batch norm folded in."""
+        folded: list[tuple[torch.Tensor, torch.Tensor]] = []
+        modules = list(self.mlp)
+        for i, layer in enumerate(modules):
+            if not isinstance(layer, nn.Linear):
+                continue
+            w, b = layer.weight, layer.bias
+            norm = modules[i + 1] if i + 1 < len(modules) else None
+            if isinstance(norm, nn.BatchNorm1d):
+                scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+                w, b = w * scale[:, None], (b - norm.running_mean) * scale + norm.bias
+            folded.append((w, b))
+        return folded

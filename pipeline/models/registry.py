@@ -1,0 +1,334 @@
+"""Every model by name: what it needs, its defaults, and one interface to fit and score it.
+
+A model is chosen by name in the run's config (`models`). Whatever its
+family, a fitted model answers `predict(users, movies)` (the rating on the
+[0, 1] scale, for models that predict ratings) and `scores(users)` (a
+[users, movies] matrix to rank by), so both evaluation protocols, scoring
+and publishing treat every model alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.decomposition import TruncatedSVD
+from sklearn.preprocessing import MinMaxScaler
+
+from pipeline.config import TrainParams
+from pipeline.models.baselines import EASE, MostPopular, interactions
+from pipeline.models.biased_mf import BiasedMF
+from pipeline.models.pair_mlp import PairMLP
+from pipeline.models.svd import TruncatedSVDRatings
+
+if TYPE_CHECKING:
+    from pipeline.features import Features
+    from pipeline.train import TrainResult
+
+log = logging.getLogger(__name__)
+
+# Pairs scored per forward pass by the all-pairs scorers: on the CPU ~16 MB of
+# hidden activations stays in cache (measured fastest here); a GPU wants more.
+PAIRS_PER_BATCH = {"cpu": 1 << 15, "cuda": 1 << 22}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    family: str  # "neural": trained by pipeline.train.fit; "closed_form": solved in one step
+    predicts_ratings: bool  # False: ranks only (no RMSE)
+    needs: tuple[str, ...]  # "tags", "user_features", "genres": skipped with a reason without them
+    # the notebooks' values where a notebook had the model; "negatives": 1 adds the
+    # interaction head that ranks (0 is the notebook-faithful rating-only variant)
+    defaults: dict[str, Any]
+    summary: str
+
+
+SPECS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            "neumf_features",
+            "neural",
+            True,
+            (),
+            {"embedding_dim": 32, "hidden": (128, 64, 32), "dropout": 0.3, "batch_norm": True, "negatives": 1},
+            "ID embeddings + user demographics + genre multi-hot -> MLP with batch norm and dropout",
+        ),
+        ModelSpec(
+            "ncf_tags",
+            "neural",
+            True,
+            ("tags",),
+            {
+                "embedding_dim": 32,
+                "hidden": (128, 64, 32),
+                "dropout": 0.3,
+                "batch_norm": True,
+                "negatives": 1,
+                "tag_components": 32,
+            },
+            "neumf_features plus each movie's tag TF-IDF reduced by TruncatedSVD",
+        ),
+        ModelSpec(
+            "mlp",
+            "neural",
+            True,
+            (),
+            {"embedding_dim": 32, "hidden": (64, 32), "dropout": 0.2, "batch_norm": False, "negatives": 1},
+            "plain user and movie ID embeddings -> MLP (the ml-100k notebook)",
+        ),
+        ModelSpec(
+            "dnn_content",
+            "neural",
+            True,
+            (),
+            {"embedding_dim": 16, "hidden": (64, 32), "dropout": 0.2, "batch_norm": False, "negatives": 1},
+            "ID embeddings + genre multi-hot + tag TF-IDF (min-max scaled on train) -> small MLP",
+        ),
+        ModelSpec(
+            "biased_mf",
+            "neural",
+            True,
+            (),
+            {"factors": 64, "weight_decay": 1e-5, "lr": 2e-3, "negatives": 1},
+            "global + user + movie bias + dot product of factors, trained in torch",
+        ),
+        ModelSpec("svd", "closed_form", True, (), {"k": 50}, "user-mean-centred truncated SVD (scipy svds)"),
+        ModelSpec("most_popular", "closed_form", False, (), {}, "the movies most often rated in train"),
+        ModelSpec(
+            "ease",
+            "closed_form",
+            False,
+            (),
+            {"lam": 1000.0, "max_movies": 20_000},
+            "EASE item-item closed form (Steck 2019); ranks only",
+        ),
+    )
+}
+
+
+class UnknownModelError(ValueError):
+    """A model name in the config that the registry does not know."""
+
+
+def spec(name: str) -> ModelSpec:
+    if name not in SPECS:
+        raise UnknownModelError(f"unknown model {name!r}; available: {', '.join(SPECS)}")
+    return SPECS[name]
+
+
+def skip_reason(name: str, feats: Features) -> str | None:
+    """Why this model cannot run on this dataset, or None when it can."""
+    s = spec(name)
+    if "tags" in s.needs and not feats.has_tags:
+        return "the dataset has no tags (no tags file, or no tag on any rated movie)"
+    if name == "ease" and len(feats.movie_ids) > hyper_parameters(name)["max_movies"]:
+        return f"{len(feats.movie_ids):,} movies is more than EASE's max_movies (a dense movies x movies inverse)"
+    return None
+
+
+def hyper_parameters(name: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Trainer defaults, then the model's own defaults, then the run's overrides."""
+    base = {f.name: getattr(TrainParams(), f.name) for f in fields(TrainParams)}
+    merged = {**base, **spec(name).defaults, **(overrides or {})}
+    if "hidden" in merged:
+        merged["hidden"] = tuple(merged["hidden"])
+    return merged
+
+
+def train_params(params: dict[str, Any]) -> TrainParams:
+    known = {f.name for f in fields(TrainParams)}
+    return TrainParams(**{k: v for k, v in params.items() if k in known})
+
+
+@dataclass
+class Ratings:
+    """Ratings over dense indices; `values` on the [0, 1] scale."""
+
+    users: np.ndarray
+    movies: np.ndarray
+    values: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return (
+            torch.from_numpy(np.array(self.users, dtype=np.int64)),
+            torch.from_numpy(np.array(self.movies, dtype=np.int64)),
+            torch.from_numpy(np.array(self.values, dtype=np.float32)),
+        )
+
+
+class Recommender:
+    """A model of any family behind one interface."""
+
+    def __init__(self, name: str, params: dict[str, Any], feats: Features, device: torch.device) -> None:
+        self.spec, self.params, self.feats, self.device = spec(name), params, feats, device
+        self.n_users, self.n_movies = len(feats.user_ids), len(feats.movie_ids)
+        self.module: torch.nn.Module | None = None
+        self.solver: Any = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    # -- fitting ---------------------------------------------------------
+    def fit(
+        self,
+        train: Ratings,
+        val: Ratings | None,
+        *,
+        epochs: int | None = None,
+        lr_schedule: list[float] | None = None,
+        checkpoint: Path | None = None,
+    ) -> TrainResult:
+        """Neural: early stopping on `val`, or exactly `epochs` epochs (replaying `lr_schedule`)
+        when refitting without validation. Closed form: one solve on `train`."""
+        from pipeline.train import TrainResult, fit, seed_everything
+
+        if self.spec.family == "closed_form":
+            result = TrainResult()
+            started = _now()
+            self.solver = self._solve(train)
+            result.seconds = _now() - started
+            return result
+        seed_everything(int(self.params["seed"]))
+        self.module = self._build(train)
+        return fit(
+            self.module,
+            train.tensors(),
+            val.tensors() if val is not None else None,
+            train_params(self.params),
+            self.device,
+            epochs=epochs,
+            lr_schedule=lr_schedule,
+            checkpoint=checkpoint,
+        )
+
+    def _build(self, train: Ratings | None) -> torch.nn.Module:
+        """The network; `train` sets what depends on training rows (None when weights are loaded)."""
+        p, f = self.params, self.feats
+        if self.name == "biased_mf":
+            mean = float(np.mean(train.values)) if train is not None and len(train) else 0.7
+            return BiasedMF(self.n_users, self.n_movies, int(p["factors"]), mean)
+        user_side = np.zeros((self.n_users, 0), np.float32)
+        movie_side = [np.zeros((self.n_movies, 0), np.float32)]
+        if self.name in ("neumf_features", "ncf_tags"):
+            user_side = f.user_features
+            movie_side.append(f.movie_features)
+        if self.name == "ncf_tags":
+            movie_side.append(_tag_components(f.movie_tags, int(p["tag_components"]), int(p["seed"])))
+        if self.name == "dnn_content":
+            movie_side.append(f.movie_features)
+            if f.has_tags:
+                # scaled on the movies seen in train only, so val/test movies leak nothing
+                seen = np.unique(train.movies) if train is not None else slice(None)
+                scaler = MinMaxScaler().fit(f.movie_tags[seen])
+                movie_side.append(np.clip(scaler.transform(f.movie_tags), 0.0, 1.0).astype(np.float32))
+        return PairMLP(
+            self.n_users,
+            self.n_movies,
+            torch.from_numpy(np.asarray(user_side, np.float32)),
+            torch.from_numpy(np.hstack(movie_side).astype(np.float32)),
+            int(p["embedding_dim"]),
+            tuple(p["hidden"]),
+            float(p["dropout"]),
+            bool(p["batch_norm"]),
+        )
+
+    def _solve(self, train: Ratings) -> Any:
+        if self.name == "svd":
+            return TruncatedSVDRatings(int(self.params["k"])).fit(
+                train.users, train.movies, train.values.astype(np.float64), self.n_users, self.n_movies
+            )
+        x = interactions(train.users, train.movies, self.n_users, self.n_movies)
+        if self.name == "most_popular":
+            return MostPopular().fit(x)
+        return EASE(float(self.params["lam"])).fit(x)
+
+    # -- answering -------------------------------------------------------
+    def predict(self, users: np.ndarray, movies: np.ndarray) -> np.ndarray:
+        """The rating on the [0, 1] scale for each (user, movie) pair."""
+        if not self.spec.predicts_ratings:
+            raise TypeError(f"{self.name} ranks movies but predicts no ratings")
+        if self.module is not None:
+            from pipeline.train import predict
+
+            u, m = (torch.from_numpy(np.asarray(a, np.int64)).to(self.device) for a in (users, movies))
+            return predict(self.module, u, m).float().cpu().numpy()
+        return self.solver.predict(np.asarray(users), np.asarray(movies)).astype(np.float32)
+
+    @torch.no_grad()
+    def score_tensor(self, users: torch.Tensor) -> torch.Tensor:
+        """[len(users), n_movies] scores on the model's device (higher ranks first)."""
+        if self.module is None:
+            return torch.from_numpy(np.array(self.solver.scores(users.cpu().numpy()), np.float32)).to(self.device)
+        self.module.eval()
+        movies = torch.arange(self.n_movies, device=self.device)
+        step = max(1, PAIRS_PER_BATCH.get(self.device.type, 1 << 15) // max(self.n_movies, 1))
+        head = self.ranking_head
+        parts = [self.module.score_matrix(users[i : i + step], movies, head) for i in range(0, len(users), step)]
+        return torch.cat(parts) if parts else torch.empty((0, self.n_movies), device=self.device)
+
+    @property
+    def ranking_head(self) -> str:
+        """Neural models rank by their interaction head when it was trained, else by rating."""
+        return "interaction" if int(self.params.get("negatives", 0)) > 0 else "rating"
+
+    def scores(self, users: np.ndarray) -> np.ndarray:
+        return self.score_tensor(torch.from_numpy(np.asarray(users, np.int64)).to(self.device)).float().cpu().numpy()
+
+    def item_vectors(self) -> torch.Tensor | None:
+        """Movie vectors whose cosine says 'similar' (for reasons), when the model has them."""
+        if self.module is not None:
+            return self.module.movie_embedding.weight.detach()
+        if isinstance(self.solver, TruncatedSVDRatings):
+            return torch.from_numpy(self.solver.movie_factors.astype(np.float32))
+        return None
+
+    # -- persistence -----------------------------------------------------
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if self.module is not None:
+            torch.save({"state": self.module.state_dict(), "params": self.params}, path)
+        else:
+            with path.open("wb") as f:
+                pickle.dump({"solver": self.solver, "params": self.params}, f)
+
+    @classmethod
+    def load(cls, name: str, path: Path, feats: Features, device: torch.device) -> Recommender:
+        """A saved model (side features travel in the weights as buffers)."""
+        if spec(name).family == "neural":
+            saved = torch.load(path, map_location=device, weights_only=False)
+            model = cls(name, saved["params"], feats, device)
+            model.module = model._build(None)
+            model.module.load_state_dict(saved["state"])
+            model.module.to(device).eval()
+            return model
+        with path.open("rb") as f:
+            saved = pickle.load(f)  # our own file, from this run's folder
+        model = cls(name, saved["params"], feats, device)
+        model.solver = saved["solver"]
+        return model
+
+
+def _tag_components(tags: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """The tag TF-IDF reduced to k components (scikit-learn's TruncatedSVD), unit-scaled."""
+    k = max(1, min(k, tags.shape[1] - 1, tags.shape[0] - 1))
+    reduced = TruncatedSVD(n_components=k, random_state=seed).fit_transform(sp.csr_matrix(tags))
+    scale = np.abs(reduced).max() or 1.0
+    return (reduced / scale).astype(np.float32)
+
+
+def _now() -> float:
+    import time
+
+    return time.perf_counter()

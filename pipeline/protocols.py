@@ -1,0 +1,159 @@
+"""Train one model under both evaluation protocols, then for production.
+
+A (the notebooks'): fit on the per-user random 70% with early stopping on
+15%, rating and re-ranking metrics on the last 15%.
+B (full ranking, ../shared/EVALUATION.md): tune on train_inner -> val (the
+champion metric is read here), refit on train (= train_inner + val) for the
+epochs and learning rates validation chose, and rank every unseen movie for
+the test users. Production: the same refit on every rating, whose top-N lists
+are published.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+import torch
+
+from pipeline.datasets.layouts import RatingScale
+from pipeline.evaluate import full_ranking_metrics, rating_metrics, rerank_metrics
+from pipeline.features import Features
+from pipeline.models.registry import Ratings, Recommender
+from pipeline.split import TEST, TRAIN, VAL
+
+log = logging.getLogger(__name__)
+
+NOTEBOOK = "notebook"
+FULL_RANKING = "full_ranking"
+PROTOCOL_LABELS = {
+    NOTEBOOK: "A: notebooks' protocol (per-user random 70/15/15, re-rank own test items)",
+    FULL_RANKING: "B: full ranking (per-user temporal last 10% test, every unseen movie a candidate)",
+}
+
+
+def ratings(frame: pl.DataFrame, scale: RatingScale) -> Ratings:
+    return Ratings(
+        frame["user_idx"].to_numpy(),
+        frame["movie_idx"].to_numpy(),
+        scale.to_unit(frame["rating"].to_numpy()).astype(np.float32),
+    )
+
+
+def _part(frame: pl.DataFrame, *parts: int) -> pl.DataFrame:
+    return frame.filter(pl.col("split").is_in(parts))
+
+
+def notebook_protocol(
+    name: str, params: dict[str, Any], feats: Features, split: pl.DataFrame, scale: RatingScale, device: torch.device
+) -> dict[str, Any]:
+    """Protocol A test metrics (rating metrics only for models that predict ratings)."""
+    model = Recommender(name, params, feats, device)
+    fitted = model.fit(ratings(_part(split, TRAIN), scale), ratings(_part(split, VAL), scale))
+    test = _part(split, TEST)
+    users, movies = test["user_idx"].to_numpy(), test["movie_idx"].to_numpy()
+    if model.spec.predicts_ratings:
+        pred = model.predict(users, movies)
+        metrics = rating_metrics(pred, scale.to_unit(test["rating"].to_numpy()), scale.max)
+    else:
+        pred, metrics = _pair_scores(model, users, movies), {}
+    metrics |= rerank_metrics(test["user_id"].to_numpy(), pred, test["rating"].to_numpy(), scale.like_threshold)
+    return {"test": metrics, "fit": _fit_summary(fitted)}
+
+
+def full_ranking_protocol(
+    name: str,
+    params: dict[str, Any],
+    feats: Features,
+    split: pl.DataFrame,
+    scale: RatingScale,
+    device: torch.device,
+    checkpoint: Path | None = None,
+) -> dict[str, Any]:
+    """Protocol B: val metrics of the tuned model, test metrics of its refit on train."""
+    inner, val = _part(split, TRAIN), _part(split, VAL)
+    model = Recommender(name, params, feats, device)
+    tuned = model.fit(ratings(inner, scale), ratings(val, scale), checkpoint=checkpoint)
+    val_metrics = _ranking(model, inner, val, scale)
+    schedule = _schedule(tuned)
+    train = _part(split, TRAIN, VAL)
+    refit = Recommender(name, params, feats, device)
+    refitted = refit.fit(ratings(train, scale), None, **schedule)
+    test_metrics = _ranking(refit, train, _part(split, TEST), scale)
+    return {
+        "val": val_metrics,
+        "test": test_metrics,
+        "fit": _fit_summary(tuned),
+        "refit": _fit_summary(refitted),
+        **schedule,
+    }
+
+
+def production_fit(
+    name: str,
+    params: dict[str, Any],
+    feats: Features,
+    all_ratings: pl.DataFrame,
+    scale: RatingScale,
+    device: torch.device,
+    schedule: dict[str, Any],
+) -> tuple[Recommender, dict[str, Any]]:
+    """The model whose lists are published: every rating up to the run's date, no hold-out."""
+    model = Recommender(name, params, feats, device)
+    fitted = model.fit(ratings(all_ratings, scale), None, **schedule)
+    return model, _fit_summary(fitted)
+
+
+def _schedule(tuned) -> dict[str, Any]:
+    """Epochs and per-epoch learning rates validation chose (empty for closed-form models)."""
+    if not tuned.history:
+        return {}
+    lrs = [h["lr"] for h in tuned.history[: tuned.best_epoch]]
+    return {"epochs": max(tuned.best_epoch, 1), "lr_schedule": lrs}
+
+
+def _fit_summary(result) -> dict[str, Any]:
+    return {
+        "seconds": round(result.seconds, 3),
+        "epochs": len(result.history),
+        "best_epoch": result.best_epoch,
+        "best_val_mse": None if not np.isfinite(result.best_val_loss) else result.best_val_loss,
+        "samples_per_s": round(result.samples_per_s),
+    }
+
+
+def _ranking(model: Recommender, train: pl.DataFrame, test: pl.DataFrame, scale: RatingScale) -> dict[str, Any]:
+    """Full-ranking metrics of `test` rows against everything unseen in `train`."""
+    seen = sp.csr_matrix(
+        (np.ones(len(train), np.float32), (train["user_idx"].to_numpy(), train["movie_idx"].to_numpy())),
+        shape=(model.n_users, model.n_movies),
+    )
+    seen.data[:] = 1.0
+    known = np.zeros(model.n_movies, dtype=bool)
+    known[train["movie_idx"].unique().to_numpy()] = True
+    kept = test.filter(pl.Series(known[test["movie_idx"].to_numpy()]))
+    metrics = full_ranking_metrics(
+        model.scores,
+        seen,
+        kept["user_idx"].to_numpy(),
+        kept["movie_idx"].to_numpy(),
+        kept["rating"].to_numpy(),
+        scale.like_threshold,
+    )
+    metrics["test_rows_without_train_movie"] = len(test) - len(kept)
+    return metrics
+
+
+def _pair_scores(model: Recommender, users: np.ndarray, movies: np.ndarray) -> np.ndarray:
+    """Ranking scores at given pairs, for models that only score whole rows."""
+    out = np.empty(len(users), np.float32)
+    unique, inverse = np.unique(users, return_inverse=True)
+    for start in range(0, len(unique), 1024):
+        rows = np.flatnonzero((inverse >= start) & (inverse < start + 1024))
+        block = model.scores(unique[start : start + 1024])
+        out[rows] = block[inverse[rows] - start, movies[rows]]
+    return out
