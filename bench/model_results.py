@@ -8,6 +8,7 @@ var/results/<dataset>.json, so `--reuse` re-renders without re-training.
 
     python bench/model_results.py                       # all three datasets (CPU: about an hour)
     python bench/model_results.py ml-100k --reuse       # re-run one, keep the others
+    python bench/model_results.py --render-only         # re-render from the saved metrics
 """
 
 from __future__ import annotations
@@ -76,6 +77,15 @@ def _cell(value, fmt: str) -> str:
     return fmt.format(value) if isinstance(value, int | float) else "–"
 
 
+def _ranks_by(result: dict) -> str:
+    """What orders the lists: the interaction head (negatives > 0), the predicted rating, or the score."""
+    if "notebook" in result and "rmse" not in result["notebook"].get("test", {}):
+        return "score"
+    if "epochs" not in result.get("full_ranking", {}):
+        return "rating" if "rmse" in result.get("notebook", {}).get("test", {}) else "score"
+    return "interaction" if int(result.get("params", {}).get("negatives", 0)) > 0 else "rating"
+
+
 def render(data: list[dict], command: str) -> str:
     lines = [
         START,
@@ -110,18 +120,20 @@ def render(data: list[dict], command: str) -> str:
                 f"| {r['model']} | " + " | ".join(cells) + f" | {_cell(a.get('fit', {}).get('seconds'), '{:.0f}')} |"
             )
         lines += ["", "Protocol B (test after refit on train; val = tuned on train_inner):", ""]
-        lines.append("| model | " + " | ".join(c[0] for c in B_COLUMNS) + " | best epoch | fit s |")
-        lines.append("|---" * (len(B_COLUMNS) + 3) + "|")
+        lines.append("| model | ranks by | " + " | ".join(c[0] for c in B_COLUMNS) + " | best epoch | fit s |")
+        lines.append("|---" * (len(B_COLUMNS) + 4) + "|")
         for r in d["results"]:
             if "skipped" in r:
-                lines.append(f"| {r['model']} | skipped |" + " |" * (len(B_COLUMNS) + 1))
+                lines.append(f"| {r['model']} | skipped |" + " |" * (len(B_COLUMNS) + 2))
                 continue
             b = r["full_ranking"]
             cells = [_cell(b[split].get(key), fmt) for _, (split, key), fmt in B_COLUMNS]
             mark = " **(champion)**" if r["model"] == champion else ""
             seconds = b["fit"]["seconds"] + b["refit"]["seconds"]
             lines.append(
-                f"| {r['model']}{mark} | " + " | ".join(cells) + f" | {b['fit']['best_epoch'] or '–'} | {seconds:.0f} |"
+                f"| {r['model']}{mark} | {_ranks_by(r)} | "
+                + " | ".join(cells)
+                + f" | {b['fit']['best_epoch'] or '–'} | {seconds:.0f} |"
             )
         some = next(r["full_ranking"]["test"] for r in d["results"] if "skipped" not in r)
         lines += [
@@ -139,19 +151,23 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--models", default=",".join(ALL_MODELS))
     parser.add_argument("--reuse", action="store_true", help="keep other datasets' saved metrics")
+    parser.add_argument("--render-only", action="store_true", help="no training: render var/results/*.json")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "results.md")
     args = parser.parse_args()
     logs.setup()
     cache = PROJECT_ROOT / "var" / "results"
     cache.mkdir(parents=True, exist_ok=True)
-    for name in args.datasets:
+    for name in [] if args.render_only else args.datasets:
         if not (SHARED / name).is_dir():
             sys.exit(f"{SHARED / name} is missing: this bench needs ../shared/data")
         data = evaluate_dataset(name, args.device, args.models.split(","), PROJECT_ROOT / "var" / "results-scratch")
+        data["command"] = "python bench/model_results.py" + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else "")
         (cache / f"{name}.json").write_text(json.dumps(data, indent=2, default=str))
-    names = DATASETS if args.reuse else args.datasets
+    names = DATASETS if args.reuse or args.render_only else args.datasets
     data = [json.loads((cache / f"{n}.json").read_text()) for n in names if (cache / f"{n}.json").exists()]
     command = "python bench/model_results.py" + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else "")
+    if args.render_only:
+        command = " + ".join(sorted({d.get("command", "python bench/model_results.py") for d in data}))
     block = render(data, command)
     page = args.out.read_text() if args.out.exists() else "# Measured results\n"
     if START in page:

@@ -262,7 +262,7 @@ class Recommender:
         if self.module is not None:
             from pipeline.train import predict
 
-            u, m = (torch.from_numpy(np.asarray(a, np.int64)).to(self.device) for a in (users, movies))
+            u, m = (torch.from_numpy(np.array(a, np.int64)).to(self.device) for a in (users, movies))
             return predict(self.module, u, m).float().cpu().numpy()
         return self.solver.predict(np.asarray(users), np.asarray(movies)).astype(np.float32)
 
