@@ -29,6 +29,10 @@ from pipeline.validate import CheckResult
 log = logging.getLogger("pipeline.alerts")
 
 CHANNELS = ("log", "email", "webhook")
+INSERT_ALERT = (
+    "INSERT INTO dq_alerts (run_id, raised_at, file, suite, expectation, column_name, severity, "
+    "unexpected_count, sample_values, sample_lines, message, docs_url) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 @dataclass
@@ -128,9 +132,7 @@ def record_checks(
             )
         if failures:
             con.executemany(
-                "INSERT INTO dq_alerts (run_id, raised_at, file, suite, expectation, column_name, severity, "
-                "unexpected_count, sample_values, sample_lines, message, docs_url) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                INSERT_ALERT,
                 [
                     (
                         run_id,
@@ -250,8 +252,7 @@ def champion_alert(con: duckdb.DuckDBPyConnection, run_id: str, verdict: dict) -
         [run_id],
     )
     con.execute(
-        "INSERT INTO dq_alerts (run_id, raised_at, file, suite, expectation, column_name, severity, "
-        "unexpected_count, sample_values, sample_lines, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        INSERT_ALERT,
         [
             run_id,
             now,
@@ -264,6 +265,7 @@ def champion_alert(con: duckdb.DuckDBPyConnection, run_id: str, verdict: dict) -
             [verdict["model"], f"{verdict['value']:.4f}"],
             None,
             verdict["message"],
+            None,  # no Data Docs page: the evidence is in model_runs
         ],
     )
     previous = verdict.get("previous") or {}

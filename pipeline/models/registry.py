@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -196,9 +197,9 @@ class Recommender:
 
         if self.spec.family == "closed_form":
             result = TrainResult()
-            started = _now()
+            started = time.perf_counter()
             self.solver = self._solve(train)
-            result.seconds = _now() - started
+            result.seconds = time.perf_counter() - started
             return result
         seed_everything(int(self.params["seed"]))
         self.module = self._build(train)
@@ -326,9 +327,3 @@ def _tag_components(tags: np.ndarray, k: int, seed: int) -> np.ndarray:
     reduced = TruncatedSVD(n_components=k, random_state=seed).fit_transform(sp.csr_matrix(tags))
     scale = np.abs(reduced).max() or 1.0
     return (reduced / scale).astype(np.float32)
-
-
-def _now() -> float:
-    import time
-
-    return time.perf_counter()
