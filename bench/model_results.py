@@ -26,31 +26,35 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from pipeline import logs, run  # noqa: E402
+from pipeline.champion import metric_value  # noqa: E402
 from pipeline.config import ALL_MODELS, PROJECT_ROOT  # noqa: E402
+from pipeline.models import registry  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 DATASETS = ("ml-100k", "ml-1m-users-1-2999", "ml-latest-small")
 START, END = "<!-- model-results:start -->", "<!-- model-results:end -->"
 
+# (header, metric path as read by pipeline.champion.metric_value, format)
 A_COLUMNS = (
-    ("RMSE (/max)", "rmse", "{:.4f}"),
-    ("RMSE★", "rmse_stars", "{:.3f}"),
-    ("MAE★", "mae_stars", "{:.3f}"),
-    ("R²", "r2", "{:.3f}"),
-    ("P@10", "precision@10", "{:.3f}"),
-    ("R@10", "recall@10", "{:.3f}"),
-    ("F1@10", "f1@10", "{:.3f}"),
-    ("NDCG@10", "ndcg@10", "{:.3f}"),
+    ("RMSE (/max)", "notebook.test.rmse", "{:.4f}"),
+    ("RMSE★", "notebook.test.rmse_stars", "{:.3f}"),
+    ("MAE★", "notebook.test.mae_stars", "{:.3f}"),
+    ("R²", "notebook.test.r2", "{:.3f}"),
+    ("P@10", "notebook.test.precision@10", "{:.3f}"),
+    ("R@10", "notebook.test.recall@10", "{:.3f}"),
+    ("F1@10", "notebook.test.f1@10", "{:.3f}"),
+    ("NDCG@10", "notebook.test.ndcg@10", "{:.3f}"),
+    ("fit s", "notebook.fit.seconds", "{:.0f}"),
 )
 B_COLUMNS = (
-    ("val NDCG@10", ("val", "ndcg@10"), "{:.4f}"),
-    ("Recall@10", ("test", "recall@10"), "{:.4f}"),
-    ("Recall@20", ("test", "recall@20"), "{:.4f}"),
-    ("NDCG@10", ("test", "ndcg@10"), "{:.4f}"),
-    ("NDCG@20", ("test", "ndcg@20"), "{:.4f}"),
-    ("MAP@10", ("test", "map@10"), "{:.4f}"),
-    ("HitRate@10", ("test", "hit_rate@10"), "{:.3f}"),
-    ("Coverage@10", ("test", "coverage@10"), "{:.3f}"),
+    ("val NDCG@10", "full_ranking.val.ndcg@10", "{:.4f}"),
+    ("Recall@10", "full_ranking.test.recall@10", "{:.4f}"),
+    ("Recall@20", "full_ranking.test.recall@20", "{:.4f}"),
+    ("NDCG@10", "full_ranking.test.ndcg@10", "{:.4f}"),
+    ("NDCG@20", "full_ranking.test.ndcg@20", "{:.4f}"),
+    ("MAP@10", "full_ranking.test.map@10", "{:.4f}"),
+    ("HitRate@10", "full_ranking.test.hit_rate@10", "{:.3f}"),
+    ("Coverage@10", "full_ranking.test.coverage@10", "{:.3f}"),
 )
 
 
@@ -79,11 +83,12 @@ def _cell(value, fmt: str) -> str:
 
 def _ranks_by(result: dict) -> str:
     """What orders the lists: the interaction head (negatives > 0), the predicted rating, or the score."""
-    if "notebook" in result and "rmse" not in result["notebook"].get("test", {}):
+    spec = registry.spec(result["model"])
+    if not spec.predicts_ratings:
         return "score"
-    if "epochs" not in result.get("full_ranking", {}):
-        return "rating" if "rmse" in result.get("notebook", {}).get("test", {}) else "score"
-    return "interaction" if int(result.get("params", {}).get("negatives", 0)) > 0 else "rating"
+    if spec.family == "neural" and int(result.get("params", {}).get("negatives", 0)) > 0:
+        return "interaction"
+    return "rating"
 
 
 def render(data: list[dict], command: str) -> str:
@@ -108,17 +113,14 @@ def render(data: list[dict], command: str) -> str:
             "",
         ]
         lines += ["Protocol A (test):", ""]
-        lines.append("| model | " + " | ".join(c[0] for c in A_COLUMNS) + " | fit s |")
-        lines.append("|---" * (len(A_COLUMNS) + 2) + "|")
+        lines.append("| model | " + " | ".join(c[0] for c in A_COLUMNS) + " |")
+        lines.append("|---" * (len(A_COLUMNS) + 1) + "|")
         for r in d["results"]:
             if "skipped" in r:
-                lines.append(f"| {r['model']} | skipped: {r['skipped']} |" + " |" * len(A_COLUMNS))
+                lines.append(f"| {r['model']} | skipped: {r['skipped']} |" + " |" * (len(A_COLUMNS) - 1))
                 continue
-            a = r.get("notebook", {})
-            cells = [_cell(a.get("test", {}).get(key), fmt) for _, key, fmt in A_COLUMNS]
-            lines.append(
-                f"| {r['model']} | " + " | ".join(cells) + f" | {_cell(a.get('fit', {}).get('seconds'), '{:.0f}')} |"
-            )
+            cells = [_cell(metric_value(r, path), fmt) for _, path, fmt in A_COLUMNS]
+            lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
         lines += ["", "Protocol B (test after refit on train; val = tuned on train_inner):", ""]
         lines.append("| model | ranks by | " + " | ".join(c[0] for c in B_COLUMNS) + " | best epoch | fit s |")
         lines.append("|---" * (len(B_COLUMNS) + 4) + "|")
@@ -127,7 +129,7 @@ def render(data: list[dict], command: str) -> str:
                 lines.append(f"| {r['model']} | skipped |" + " |" * (len(B_COLUMNS) + 2))
                 continue
             b = r["full_ranking"]
-            cells = [_cell(b[split].get(key), fmt) for _, (split, key), fmt in B_COLUMNS]
+            cells = [_cell(metric_value(r, path), fmt) for _, path, fmt in B_COLUMNS]
             mark = " **(champion)**" if r["model"] == champion else ""
             seconds = b["fit"]["seconds"] + b["refit"]["seconds"]
             lines.append(

@@ -34,8 +34,9 @@ from pipeline.datasets.layouts import WHOLE_STARS
 from pipeline.features import Features
 from pipeline.models import registry
 from pipeline.models.pair_mlp import PairMLP
+from pipeline.protocols import ratings
 from pipeline.split import TRAIN, VAL
-from pipeline.train import fit, select_device, triples
+from pipeline.train import fit, select_device
 
 
 class NotebookRatings(Dataset):
@@ -126,8 +127,8 @@ def main() -> None:
 
     ours = fit(
         network(),
-        triples(train_rows, WHOLE_STARS),
-        triples(split.filter(pl.col("split") == VAL), WHOLE_STARS),
+        ratings(train_rows, WHOLE_STARS).tensors(),
+        ratings(split.filter(pl.col("split") == VAL), WHOLE_STARS).tensors(),
         registry.train_params(params),
         device,
     ).samples_per_s

@@ -103,7 +103,7 @@ def record_model_runs(
             continue
         for protocol in ("notebook", "full_ranking"):
             if protocol in r:
-                metrics = {k: v for k, v in r[protocol].items() if k != "lr_schedule"}
+                metrics = {k: v for k, v in r[protocol].items() if k != "schedule"}
                 rows.append(
                     (*base, json.dumps(metrics), r["device"], r["seconds"], r["model"] == champion, now, protocol)
                 )

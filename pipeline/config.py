@@ -61,7 +61,8 @@ class RunConfig:
     top_n: int = 100
     models: list[str] = field(default_factory=lambda: list(ALL_MODELS))
     device: str = "auto"
-    train: TrainParams = field(default_factory=TrainParams)
+    # trainer settings set for this run (e.g. max_epochs), over every model's own defaults
+    train_overrides: dict = field(default_factory=dict)
     # per model, hyper-parameters over the registry's defaults, e.g. {"ease": {"lam": 500}}
     model_params: dict[str, dict] = field(default_factory=dict)
     # protocol A is for comparison with the notebooks and may be switched off
@@ -83,10 +84,7 @@ class RunConfig:
 
     @classmethod
     def load(cls, run_dir: str | Path) -> RunConfig:
-        data = json.loads((Path(run_dir) / "config.json").read_text())
-        train = data.pop("train")
-        train["hidden"] = tuple(train["hidden"])
-        return cls(train=TrainParams(**train), **data)
+        return cls(**json.loads((Path(run_dir) / "config.json").read_text()))
 
 
 def safe_name(text: str) -> str:

@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-import scipy.sparse as sp
 import torch
 
 from pipeline.datasets.layouts import RatingScale
 from pipeline.evaluate import full_ranking_metrics, rating_metrics, rerank_metrics
 from pipeline.features import Features
+from pipeline.models.baselines import interactions
 from pipeline.models.registry import Ratings, Recommender
 from pipeline.split import TEST, TRAIN, VAL
 
@@ -89,7 +89,7 @@ def full_ranking_protocol(
         "test": test_metrics,
         "fit": _fit_summary(tuned),
         "refit": _fit_summary(refitted),
-        **schedule,
+        "schedule": schedule,
     }
 
 
@@ -128,11 +128,7 @@ def _fit_summary(result) -> dict[str, Any]:
 
 def _ranking(model: Recommender, train: pl.DataFrame, test: pl.DataFrame, scale: RatingScale) -> dict[str, Any]:
     """Full-ranking metrics of `test` rows against everything unseen in `train`."""
-    seen = sp.csr_matrix(
-        (np.ones(len(train), np.float32), (train["user_idx"].to_numpy(), train["movie_idx"].to_numpy())),
-        shape=(model.n_users, model.n_movies),
-    )
-    seen.data[:] = 1.0
+    seen = interactions(train["user_idx"].to_numpy(), train["movie_idx"].to_numpy(), model.n_users, model.n_movies)
     known = np.zeros(model.n_movies, dtype=bool)
     known[train["movie_idx"].unique().to_numpy()] = True
     kept = test.filter(pl.Series(known[test["movie_idx"].to_numpy()]))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from pipeline.champion import (
     previous_champion,
     record_model_runs,
 )
-from pipeline.config import ALL_MODELS, RunConfig, TrainParams, default_warehouse, safe_name, var_dir
+from pipeline.config import ALL_MODELS, RunConfig, default_warehouse, safe_name, var_dir
 from pipeline.datasets.download import fetch_ml_latest_small, sha256_of
 from pipeline.datasets.layouts import Layout
 from pipeline.datasets.spec import resolve_dataset
@@ -60,9 +59,6 @@ def prepare(
     """Create the run folder with its config; return its path."""
     for name in models or ():
         registry.spec(name)  # an unknown name fails here, naming the known ones
-    params = TrainParams()
-    if max_epochs is not None:
-        params.max_epochs = int(max_epochs)
     cfg = RunConfig(
         run_id=run_id,
         dataset=str(Path(dataset).resolve()) if dataset else "",
@@ -71,7 +67,7 @@ def prepare(
         top_n=int(top_n_items),
         models=list(models or ALL_MODELS),
         device=device,
-        train=params,
+        train_overrides={} if max_epochs is None else {"max_epochs": int(max_epochs)},
     )
     cfg.save()
     log.info("run %s: folder %s, warehouse %s", run_id, cfg.run_dir, cfg.warehouse)
@@ -219,9 +215,8 @@ def train_model(run_dir: str, name: str) -> str:
     feats = Features.load(Path(run_dir) / "features.npz")
     out = _model_dir(run_dir, name)
     out.mkdir(parents=True, exist_ok=True)
-    # the run's trainer settings override a model's defaults only where they were set (e.g. max_epochs)
-    changed = {k: v for k, v in asdict(cfg.train).items() if v != getattr(TrainParams(), k)}
-    params = registry.hyper_parameters(name, {**changed, **cfg.model_params.get(name, {})})
+    (out / MODEL_FILE).unlink(missing_ok=True)  # a production fit from an earlier training is stale now
+    params = registry.hyper_parameters(name, {**cfg.train_overrides, **cfg.model_params.get(name, {})})
     reason = registry.skip_reason(name, feats)
     if reason:
         log.info("model %s skipped: %s", name, reason)
@@ -282,7 +277,7 @@ def _production_model(run_dir: str, name: str) -> Recommender:
     if path.exists():
         return Recommender.load(name, path, feats, device)
     metrics = json.loads((_model_dir(run_dir, name) / "metrics.json").read_text())
-    schedule = {k: metrics[FULL_RANKING][k] for k in ("epochs", "lr_schedule") if k in metrics[FULL_RANKING]}
+    schedule = metrics[FULL_RANKING]["schedule"]
     log.info(
         "%s: production fit on every rating (%s)", name, f"{schedule['epochs']} epochs" if schedule else "closed form"
     )

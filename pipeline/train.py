@@ -15,25 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import torch
 from torch import nn
 
 from pipeline.config import TrainParams
-from pipeline.datasets.layouts import RatingScale
 
 log = logging.getLogger(__name__)
 
 Triples = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # users, movies, target in [0, 1]
-
-
-def triples(frame: pl.DataFrame, scale: RatingScale) -> Triples:
-    """(user_idx, movie_idx, rating on the unit scale) tensors from an indexed ratings frame."""
-    return (
-        torch.from_numpy(frame["user_idx"].to_numpy().copy()),
-        torch.from_numpy(frame["movie_idx"].to_numpy().copy()),
-        torch.from_numpy(scale.to_unit(frame["rating"].to_numpy()).astype(np.float32)),
-    )
 
 
 def select_device(requested: str = "auto") -> torch.device:

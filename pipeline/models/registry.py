@@ -22,6 +22,7 @@ import torch
 from sklearn.decomposition import TruncatedSVD
 from sklearn.preprocessing import MinMaxScaler
 
+from pipeline import train as trainer
 from pipeline.config import TrainParams
 from pipeline.models.baselines import EASE, MostPopular, interactions
 from pipeline.models.biased_mf import BiasedMF
@@ -30,7 +31,6 @@ from pipeline.models.svd import TruncatedSVDRatings
 
 if TYPE_CHECKING:
     from pipeline.features import Features
-    from pipeline.train import TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -190,20 +190,18 @@ class Recommender:
         epochs: int | None = None,
         lr_schedule: list[float] | None = None,
         checkpoint: Path | None = None,
-    ) -> TrainResult:
+    ) -> trainer.TrainResult:
         """Neural: early stopping on `val`, or exactly `epochs` epochs (replaying `lr_schedule`)
         when refitting without validation. Closed form: one solve on `train`."""
-        from pipeline.train import TrainResult, fit, seed_everything
-
         if self.spec.family == "closed_form":
-            result = TrainResult()
+            result = trainer.TrainResult()
             started = time.perf_counter()
             self.solver = self._solve(train)
             result.seconds = time.perf_counter() - started
             return result
-        seed_everything(int(self.params["seed"]))
+        trainer.seed_everything(int(self.params["seed"]))
         self.module = self._build(train)
-        return fit(
+        return trainer.fit(
             self.module,
             train.tensors(),
             val.tensors() if val is not None else None,
@@ -261,10 +259,8 @@ class Recommender:
         if not self.spec.predicts_ratings:
             raise TypeError(f"{self.name} ranks movies but predicts no ratings")
         if self.module is not None:
-            from pipeline.train import predict
-
             u, m = (torch.from_numpy(np.array(a, np.int64)).to(self.device) for a in (users, movies))
-            return predict(self.module, u, m).float().cpu().numpy()
+            return trainer.predict(self.module, u, m).float().cpu().numpy()
         return self.solver.predict(np.asarray(users), np.asarray(movies)).astype(np.float32)
 
     @torch.no_grad()
