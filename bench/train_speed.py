@@ -1,11 +1,15 @@
 """Training samples/s of our trainer against a faithful copy of the notebook's loop, same run.
 
-Both train neumf_features (same layers, same batch size 1024, Adam) on the
+Both train neumf_features (same layers, Adam) on the
 train split of a prepared run folder (features.npz, split.parquet; e.g. from
 `make run DATASET=../shared/data/ml-1m-users-1-2999`):
 
 - ours: `pipeline.train.fit` (whole tensors on the device, batches by index),
-  a few full epochs; its epoch time includes the validation pass;
+  a few full epochs at each of `--batch-sizes` (the first is the notebook's
+  1024); its epoch time includes the validation pass. With `--converge`
+  each batch size trains to early stopping and its best validation RMSE is
+  printed, so a faster, larger batch is only adopted if it is as accurate.
+  Larger batches use the linear scaling rule (learning rate x batch/1024);
 - notebook: a per-sample `torch.utils.data.Dataset` returning (user, movie,
   user features, genre features, rating) tensors, a shuffled `DataLoader` of
   batch 1024, and the usual zero_grad/forward/backward/step loop, timed over
@@ -69,6 +73,9 @@ class NotebookModel(nn.Module):
     def __init__(self, model: PairMLP) -> None:
         super().__init__()
         self.model = model
+        for i, layer in enumerate(model.mlp):  # the notebook used torch's own dropout
+            if isinstance(layer, nn.Dropout):
+                model.mlp[i] = nn.Dropout(layer.p)
 
     def forward(self, u, m, uf, mf):
         x = torch.cat([self.model.user_embedding(u), uf, self.model.movie_embedding(m), mf], dim=1)
@@ -106,33 +113,53 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", nargs="?", type=Path, default=None, help="default: the newest run folder")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--epochs", type=int, default=2, help="full epochs of our trainer")
+    parser.add_argument("--epochs", type=int, default=2, help="full epochs of our trainer per batch size")
+    parser.add_argument("--batch-sizes", default="1024,4096", help="our trainer's batch sizes (first: the notebook's)")
     parser.add_argument("--notebook-batches", type=int, default=150, help="batches of the notebook loop")
+    parser.add_argument(
+        "--converge",
+        action="store_true",
+        help="train each batch size to early stopping and report validation RMSE (accuracy check of larger batches)",
+    )
     args = parser.parse_args()
     run = args.run_dir or _latest_run()
     if run is None:
         sys.exit("no run folder: run `make run DATASET=../shared/data/ml-1m-users-1-2999` first")
-    # rating-only (negatives 0), as the notebook trained it
-    params = registry.hyper_parameters(
-        "neumf_features", {"negatives": 0, "max_epochs": args.epochs, "patience": args.epochs + 1}
-    )
     feats = Features.load(run / "features.npz")
     split = pl.read_parquet(run / "split.parquet")
     device = select_device(args.device)
     train_rows = split.filter(pl.col("split") == TRAIN)
+    train = ratings(train_rows, WHOLE_STARS).tensors()
+    val = ratings(split.filter(pl.col("split") == VAL), WHOLE_STARS).tensors()
 
-    def network() -> PairMLP:
+    def parameters(batch_size: int) -> dict:
+        # rating-only (negatives 0), as the notebook trained it
+        epochs = {} if args.converge else {"max_epochs": args.epochs, "patience": args.epochs + 1}
+        # the linear scaling rule: a batch k times the notebook's steps k times fewer, at k times the rate
+        lr = registry.hyper_parameters("neumf_features", {})["lr"] * batch_size / 1024
+        return registry.hyper_parameters(
+            "neumf_features", {"negatives": 0, "batch_size": batch_size, "lr": lr, **epochs}
+        )
+
+    def network(params: dict) -> PairMLP:
         torch.manual_seed(0)
         return registry.Recommender("neumf_features", params, feats, device)._build(None)
 
-    ours = fit(
-        network(),
-        ratings(train_rows, WHOLE_STARS).tensors(),
-        ratings(split.filter(pl.col("split") == VAL), WHOLE_STARS).tensors(),
-        registry.train_params(params),
-        device,
-    ).samples_per_s
-    notebook = notebook_samples_per_s(network(), NotebookRatings(train_rows, feats), device, args.notebook_batches)
+    notebook = notebook_samples_per_s(
+        network(parameters(1024)), NotebookRatings(train_rows, feats), device, args.notebook_batches
+    )
+    ours = {}
+    for batch_size in (int(b) for b in args.batch_sizes.split(",")):
+        params = parameters(batch_size)
+        result = fit(network(params), train, val, registry.train_params(params), device)
+        ours[batch_size] = {
+            "samples_per_s": round(result.samples_per_s),
+            "speed_up": round(result.samples_per_s / notebook, 1),
+            "lr": params["lr"],
+            "epochs": len(result.history),
+            "best_val_rmse_stars": round(result.best_val_loss**0.5 * WHOLE_STARS.max, 4),
+        }
+        print(f"batch {batch_size}: {ours[batch_size]}", file=sys.stderr, flush=True)
     print(
         json.dumps(
             {
@@ -140,9 +167,9 @@ def main() -> None:
                 "device": str(device),
                 "threads": torch.get_num_threads(),
                 "train_samples": len(train_rows),
-                "ours_samples_per_s": round(ours),
                 "notebook_loop_samples_per_s": round(notebook),
-                "speed_up": round(ours / notebook, 1),
+                "ours_by_batch_size": ours,
+                "converged": args.converge,
             },
             indent=2,
         )
