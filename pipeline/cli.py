@@ -35,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_run.add_argument("--warehouse", default=None, help="DuckDB file (default: warehouse/movielens.duckdb)")
     p_run.add_argument(
+        "--serving",
+        default=None,
+        help="the file consumers read, replaced atomically on publish (default: <warehouse>.serving.duckdb)",
+    )
+    p_run.add_argument("--keep-runs", type=int, default=7, help="published runs kept in recommendations")
+    p_run.add_argument(
         "--logical-date", default=None, help="ISO date; ratings at or after it are ignored (default: now)"
     )
     p_run.add_argument("--run-id", default=None)
@@ -67,7 +73,16 @@ def main(argv: list[str] | None = None) -> int:
         run_id = args.run_id or f"cli__{when.strftime('%Y%m%dT%H%M%S')}"
         models = [m.strip() for m in args.models.split(",") if m.strip()]
         run_dir = run.prepare(
-            run_id, when, args.dataset, args.warehouse, args.top_n, args.max_epochs, args.device, models
+            run_id,
+            when,
+            args.dataset,
+            args.warehouse,
+            args.top_n,
+            args.max_epochs,
+            args.device,
+            models,
+            serving=args.serving,
+            keep_runs=args.keep_runs,
         )
         run.run_all(run_dir, until=args.until)
         return 0

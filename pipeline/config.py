@@ -59,6 +59,10 @@ class RunConfig:
     warehouse: str
     logical_date: str  # ISO date-time; ratings at or after it are not seen
     top_n: int = 100
+    # the file consumers read, replaced atomically after each publish ("" = beside the warehouse)
+    serving: str = ""
+    # published runs whose rows `recommendations` keeps
+    keep_runs: int = 7
     models: list[str] = field(default_factory=lambda: list(ALL_MODELS))
     device: str = "auto"
     # trainer settings set for this run (e.g. max_epochs), over every model's own defaults

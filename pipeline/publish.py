@@ -1,9 +1,12 @@
 """Publish a run's recommendations: all rows, gates, switch, in one transaction.
 
-`current_recommendations` is a view on the newest row of `published_runs`,
+`current_recommendations` is a view on the newest published run (sql/views.sql),
 so it changes only when the transaction that inserted every row of the new
 run commits. If anything fails first, the transaction rolls back and the
-previous run stays current, untouched.
+previous run stays current, untouched. The same transaction replaces an
+earlier run of the same logical date (a re-run is idempotent) and drops the
+rows of runs beyond the newest `keep_runs`. Consumers in other processes read
+the serving file that pipeline/serving.py writes after the commit.
 """
 
 from __future__ import annotations
@@ -23,13 +26,36 @@ class PublishGateError(RuntimeError):
     """The run's rows broke a publishing rule; nothing was published."""
 
 
-def publish(con: duckdb.DuckDBPyConnection, run_id: str, recs_path: Path, model: str, dataset: str, top_n: int) -> int:
-    """Insert the run's rows, check them, and make them current; return rows published."""
+def publish(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    recs_path: Path | str,
+    model: str,
+    dataset: str,
+    top_n: int,
+    *,
+    logical_date: datetime | None = None,
+    keep_runs: int = 7,
+) -> int:
+    """Insert the run's rows (a Parquet file or glob of shards), check them, and make them
+    current; return rows published."""
+    if keep_runs < 1:
+        raise ValueError(f"keep_runs must be at least 1 (the current run), got {keep_runs}")
     now = datetime.now(UTC).replace(tzinfo=None)
     con.execute("BEGIN")
     try:
-        con.execute("DELETE FROM recommendations WHERE run_id = ?", [run_id])
-        con.execute("DELETE FROM published_runs WHERE run_id = ?", [run_id])
+        replaced = [
+            r
+            for (r,) in con.execute(
+                "SELECT run_id FROM published_runs WHERE run_id = ? OR (dataset = ? AND logical_date = ?)",
+                [run_id, dataset, logical_date],
+            ).fetchall()
+        ]
+        for old in replaced:
+            con.execute("DELETE FROM recommendations WHERE run_id = ?", [old])
+            con.execute("DELETE FROM published_runs WHERE run_id = ?", [old])
+        if [r for r in replaced if r != run_id]:
+            log.info("run %s replaces %s, published earlier for the same logical date", run_id, replaced)
         con.execute(
             sql("publish/insert_recommendations"),
             {"run_id": run_id, "model": model, "generated_at": now, "path": str(recs_path)},
@@ -47,8 +73,15 @@ def publish(con: duckdb.DuckDBPyConnection, run_id: str, recs_path: Path, model:
             "SELECT count(*), count(DISTINCT user_id) FROM recommendations WHERE run_id = ?", [run_id]
         ).fetchall()[0]
         con.execute(
-            "INSERT INTO published_runs VALUES (?, ?, ?, ?, ?, ?)", [run_id, now, dataset, model, n_users, n_rows]
+            "INSERT INTO published_runs (run_id, published_at, dataset, model, n_users, n_rows, logical_date) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [run_id, now, dataset, model, n_users, n_rows, logical_date],
         )
+        pruned = [r for (r,) in con.execute(sql("publish/runs_beyond_kept"), {"keep_runs": keep_runs}).fetchall()]
+        for old in pruned:
+            con.execute("DELETE FROM recommendations WHERE run_id = ?", [old])
+        if pruned:
+            log.info("dropped the rows of %d run(s) beyond the newest %d: %s", len(pruned), keep_runs, pruned)
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")

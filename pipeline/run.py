@@ -16,7 +16,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from pipeline import alerts, warehouse
+from pipeline import alerts, serving, warehouse
 from pipeline.champion import (
     ChampionGateError,
     choose_champion,
@@ -55,6 +55,8 @@ def prepare(
     max_epochs: int | None = None,
     device: str = "auto",
     models: list[str] | None = None,
+    serving: str | Path | None = None,
+    keep_runs: int = 7,
 ) -> str:
     """Create the run folder with its config; return its path."""
     for name in models or ():
@@ -63,6 +65,8 @@ def prepare(
         run_id=run_id,
         dataset=str(Path(dataset).resolve()) if dataset else "",
         warehouse=str(Path(warehouse_path or default_warehouse()).resolve()),
+        serving=str(Path(serving).resolve()) if serving else "",
+        keep_runs=int(keep_runs),
         logical_date=logical_date.astimezone(UTC).isoformat(),
         top_n=int(top_n_items),
         models=list(models or ALL_MODELS),
@@ -330,7 +334,7 @@ def score(run_dir: str) -> str:
 
 
 def publish(run_dir: str) -> str:
-    """Make this run's recommendations current (all or nothing)."""
+    """Make this run's recommendations current (all or nothing), then replace the serving file."""
     cfg = _cfg(run_dir)
     with warehouse.connect(cfg.warehouse) as con:
         publish_rows(
@@ -340,8 +344,15 @@ def publish(run_dir: str) -> str:
             _champion(run_dir),
             _manifest(run_dir)["folder"],
             cfg.top_n,
+            logical_date=datetime.fromisoformat(cfg.logical_date).astimezone(UTC).replace(tzinfo=None),
+            keep_runs=cfg.keep_runs,
         )
+        serving.export(con, serving_file(cfg))
     return run_dir
+
+
+def serving_file(cfg: RunConfig) -> Path:
+    return Path(cfg.serving) if cfg.serving else serving.serving_path(cfg.warehouse)
 
 
 def report(run_dir: str) -> str:

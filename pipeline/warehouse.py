@@ -17,4 +17,5 @@ def connect(path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnect
     path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(path))
     con.execute(sql("schema"))
+    con.execute(sql("views"))
     return con

@@ -64,13 +64,6 @@ CREATE TABLE IF NOT EXISTS published_runs (
     n_rows       BIGINT NOT NULL
 );
 
-CREATE OR REPLACE VIEW current_recommendations AS
-SELECT r.*
-FROM recommendations AS r
-WHERE r.run_id = (
-    SELECT run_id FROM published_runs ORDER BY published_at DESC, run_id DESC LIMIT 1
-);
-
 -- Added by the data-contracts work (issue 3); ALTER keeps older warehouses.
 ALTER TABLE dq_alerts ADD COLUMN IF NOT EXISTS docs_url VARCHAR;  -- the GX Data Docs page
 
@@ -99,3 +92,8 @@ CREATE TABLE IF NOT EXISTS dq_row_counts (
 -- Added by the models work (issue 4): which evaluation protocol a row's metrics
 -- belong to: notebook (A), full_ranking (B), or skipped (the model could not run).
 ALTER TABLE model_runs ADD COLUMN IF NOT EXISTS protocol VARCHAR;
+
+-- Added by the recommendations-tables work (issue 5): the logical date a run
+-- answers for. The newest logical date is current; re-running a date replaces
+-- that date's run (sql/views.sql, pipeline/publish.py).
+ALTER TABLE published_runs ADD COLUMN IF NOT EXISTS logical_date TIMESTAMP;

@@ -1,3 +1,4 @@
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
@@ -76,3 +77,59 @@ def test_newer_run_replaces_older_for_consumers(con, tmp_path: Path) -> None:
     publish(con, "run-b", _recs(tmp_path, "b", first_movie=10), "m", "ds", top_n=5)
     assert {r[0] for r in _current(con)} == {"run-b"}
     assert con.execute("SELECT count(DISTINCT run_id) FROM recommendations").fetchall() == [(2,)]
+
+
+def _day(d: int) -> datetime:
+    return datetime(2024, 1, d)
+
+
+def test_rerunning_a_logical_date_replaces_that_dates_run_without_duplicates(con, tmp_path: Path) -> None:
+    publish(con, "first-try", _recs(tmp_path, "a"), "m", "ds", top_n=5, logical_date=_day(1))
+    first = [r[1:] for r in _current(con)]
+    publish(con, "second-try", _recs(tmp_path, "a"), "m", "ds", top_n=5, logical_date=_day(1))
+    assert [r[1:] for r in _current(con)] == first
+    assert con.execute("SELECT DISTINCT run_id FROM recommendations").fetchall() == [("second-try",)]
+    assert con.execute("SELECT run_id FROM published_runs").fetchall() == [("second-try",)]
+
+
+def test_only_the_newest_keep_runs_runs_keep_their_rows(con, tmp_path: Path) -> None:
+    for day in range(1, 6):
+        publish(
+            con,
+            f"run-{day}",
+            _recs(tmp_path, f"r{day}", first_movie=3 + day),
+            "m",
+            "ds",
+            5,
+            logical_date=_day(day),
+            keep_runs=3,
+        )
+    kept = con.execute("SELECT DISTINCT run_id FROM recommendations ORDER BY 1").fetchall()
+    assert kept == [("run-3",), ("run-4",), ("run-5",)]
+    assert con.execute("SELECT count(*) FROM published_runs").fetchall() == [(5,)]  # the log stays whole
+    assert {r[0] for r in _current(con)} == {"run-5"}
+
+
+def test_a_backfilled_older_date_never_displaces_the_newest_date(con, tmp_path: Path) -> None:
+    publish(con, "nightly", _recs(tmp_path, "a"), "m", "ds", top_n=5, logical_date=_day(9))
+    publish(con, "backfill", _recs(tmp_path, "b", first_movie=10), "m", "ds", top_n=5, logical_date=_day(2))
+    assert {r[0] for r in _current(con)} == {"nightly"}
+
+
+def test_recommendation_changes_lists_added_dropped_and_moved_movies(con, tmp_path: Path) -> None:
+    publish(con, "day-1", _recs(tmp_path, "a", first_movie=3), "m", "ds", top_n=5, logical_date=_day(1))
+    # day 2: every list shifts by one movie: 3 drops out, 8 comes in, 4..7 move up a place
+    publish(con, "day-2", _recs(tmp_path, "b", first_movie=4), "m", "ds", top_n=5, logical_date=_day(2))
+    changes = con.execute(
+        "SELECT movie_id, change, previous_rank, current_rank, run_id, previous_run_id "
+        "FROM recommendation_changes WHERE user_id = 1 ORDER BY movie_id"
+    ).fetchall()
+    assert changes[0] == (3, "dropped", 1, None, "day-2", "day-1")
+    assert changes[1] == (4, "moved", 2, 1, "day-2", "day-1")
+    assert changes[-1] == (8, "added", None, 5, "day-2", "day-1")
+    assert len(changes) == 6
+
+
+def test_keep_runs_below_one_is_refused(con, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="keep_runs"):
+        publish(con, "run-a", _recs(tmp_path, "a"), "m", "ds", top_n=5, keep_runs=0)

@@ -1,5 +1,5 @@
 -- Top 10 for one user, with titles and genres, from the latest published run.
--- Usage: duckdb -readonly warehouse/movielens.duckdb -c "SET VARIABLE user_id = 42" -f sql/queries/top_n_for_user.sql
+-- Usage: duckdb -readonly warehouse/movielens.serving.duckdb -c "SET VARIABLE user_id = 42" -f sql/queries/top_n_for_user.sql
 SELECT
     r.rank,
     m.title,
