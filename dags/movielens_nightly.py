@@ -1,7 +1,8 @@
 """
 ### MovieLens nightly recommendations
 
-`fetch → validate → load → features → split → train → evaluate → score → publish → report`
+`fetch → validate → load → features → split → train → evaluate → fit_champion →
+score_shard (mapped: one task per user shard) → publish → report`
 
 Validates the raw MovieLens files with Great Expectations, loads them into the
 DuckDB warehouse as of the run's data-interval end, trains every configured
@@ -18,7 +19,8 @@ Warnings alert too, quarantine the rows they concern, and let the run go on.
 Any task failure sends an alert through the same channels.
 
 Params: `dataset` (folder of raw files or a dataset.toml spec; empty = download ml-latest-small),
-`models` (which to train and compare), `top_n`, `max_epochs`, `device` (auto/cpu/cuda). The warehouse file is
+`models` (which to train and compare), `top_n`, `max_epochs`, `device` (auto/cpu/cuda),
+`users_per_shard` (scoring fans out into one mapped task per shard). The warehouse file is
 `MOVIELENS_WAREHOUSE` (default `warehouse/movielens.duckdb` in the project).
 """
 
@@ -36,14 +38,16 @@ TRANSIENT = {"retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponenti
 
 # Each stage is pipeline.run.<name>(run_dir) -> run_dir. Validation never
 # retries (bad data stays bad); steps that touch files or the warehouse may.
-STAGES_AFTER_FETCH = (
+STAGES_BEFORE_SCORING = (
     ("validate", {"retries": 0}),
     ("load", TRANSIENT),
     ("features", {}),
     ("split", {}),
     ("train", {}),
     ("evaluate", {}),
-    ("score", {}),
+    ("fit_champion", {}),
+)
+STAGES_AFTER_SCORING = (
     ("publish", TRANSIENT),
     ("report", {}),
 )
@@ -90,6 +94,9 @@ def _stage(name: str, settings: dict):
         "top_n": Param(100, type="integer", minimum=1, description="Recommendations per user"),
         "max_epochs": Param(30, type="integer", minimum=1, description="Training epochs at most"),
         "device": Param("auto", type="string", enum=["auto", "cpu", "cuda"]),
+        "users_per_shard": Param(
+            50_000, type="integer", minimum=1, description="Users per scoring shard (one mapped score_shard task each)"
+        ),
     },
     tags=["movielens", "recommendations", "duckdb"],
     doc_md=__doc__,
@@ -107,7 +114,15 @@ def movielens_nightly() -> None:
         p = ctx["params"]
         as_of = ctx.get("data_interval_end") or ctx["logical_date"]
         run_dir = run.prepare(
-            ctx["run_id"], as_of, p["dataset"] or None, None, p["top_n"], p["max_epochs"], p["device"], p["models"]
+            ctx["run_id"],
+            as_of,
+            p["dataset"] or None,
+            None,
+            p["top_n"],
+            p["max_epochs"],
+            p["device"],
+            p["models"],
+            users_per_shard=p["users_per_shard"],
         )
         try:
             return run.fetch(run_dir)
@@ -116,9 +131,27 @@ def movielens_nightly() -> None:
             # unreachable archive will not fix itself by waiting.
             raise AirflowFailException(str(exc)) from exc
 
+    @task
+    def score_shards(run_dir: str) -> list[int]:
+        from pipeline import run
+
+        return run.score_shards(run_dir)
+
+    @task(**TRANSIENT)
+    def score_shard(run_dir: str, shard: int) -> str:
+        """One user range of the top-N lists; one mapped task per shard."""
+        from pipeline import run
+
+        return run.score_shard(run_dir, shard)
+
     run_dir = fetch()
-    for name, settings in STAGES_AFTER_FETCH:
+    for name, settings in STAGES_BEFORE_SCORING:
         run_dir = _stage(name, settings)(run_dir)
+    scored = score_shard.partial(run_dir=run_dir).expand(shard=score_shards(run_dir))
+    after = _stage(*STAGES_AFTER_SCORING[0])(run_dir)
+    scored >> after
+    for name, settings in STAGES_AFTER_SCORING[1:]:
+        after = _stage(name, settings)(after)
 
 
 movielens_nightly()

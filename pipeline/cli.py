@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         help="the file consumers read, replaced atomically on publish (default: <warehouse>.serving.duckdb)",
     )
     p_run.add_argument("--keep-runs", type=int, default=7, help="published runs kept in recommendations")
+    p_run.add_argument("--users-per-shard", type=int, default=50_000, help="users per scoring shard")
     p_run.add_argument(
         "--logical-date", default=None, help="ISO date; ratings at or after it are ignored (default: now)"
     )
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             models,
             serving=args.serving,
             keep_runs=args.keep_runs,
+            users_per_shard=args.users_per_shard,
         )
         run.run_all(run_dir, until=args.until)
         return 0

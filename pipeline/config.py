@@ -63,6 +63,15 @@ class RunConfig:
     serving: str = ""
     # published runs whose rows `recommendations` keeps
     keep_runs: int = 7
+    # scoring: users per shard (one Airflow mapped task each), the fewest training
+    # ratings for a personal list (fewer: popularity fallback), and two-stage
+    # scoring for MLP models on catalogues of `two_stage_from` movies or more:
+    # `retriever` keeps `candidates` movies per user, the MLP re-ranks them
+    users_per_shard: int = 50_000
+    min_history: int = 3
+    two_stage_from: int = 20_000
+    retriever: str = "biased_mf"
+    candidates: int = 500
     models: list[str] = field(default_factory=lambda: list(ALL_MODELS))
     device: str = "auto"
     # trainer settings set for this run (e.g. max_epochs), over every model's own defaults

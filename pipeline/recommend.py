@@ -1,16 +1,25 @@
 """Top-N movies for every user: score, drop what they have seen, explain.
 
-Users are scored in batches against every candidate movie on the model's
-device, so memory stays bounded by batch_users x n_movies. Candidates are
-movies the model was trained on; users the model could not learn (no
-training rows) get the most popular unseen movies instead, flagged as such.
-Any model of the registry can fill the lists (the champion does).
+Users are scored in batches on the model's device, so memory stays bounded
+by batch_users x n_movies whatever the number of users. Two paths:
+
+- full: every candidate movie scored for every user (one matrix product per
+  batch for MF and EASE; the MLP's folded all-pairs scorer otherwise);
+- two-stage: a cheap retriever (biased MF) scores everything and keeps the
+  top K unseen movies per user, the model re-ranks only those K. This is
+  what makes an MLP affordable on a large catalogue.
+
+Candidates are movies the model was trained on. Users with too little
+history for the model (fewer than `min_history` training ratings) get the most
+popular unseen movies, first within the genres they rate highly, flagged as
+a fallback. Any model of the registry can fill the lists (the champion does).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -21,6 +30,15 @@ from pipeline.models.registry import PAIRS_PER_BATCH, Recommender
 log = logging.getLogger(__name__)
 
 HISTORY_FOR_REASONS = 50
+FAVOURITE_GENRES = 2  # a fallback list favours the user's this many best-rated genres
+
+
+@dataclass(frozen=True)
+class Genres:
+    """Movie genre multi-hot [n_movies, n_genres] and the genres' names, for fallbacks."""
+
+    multi_hot: np.ndarray
+    names: list[str]
 
 
 def csr(rows: np.ndarray, cols: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -31,94 +49,212 @@ def csr(rows: np.ndarray, cols: np.ndarray, n_rows: int) -> tuple[np.ndarray, np
     return indptr, cols[order]
 
 
+def needs_two_stage(model: Recommender, from_movies: int) -> bool:
+    """An MLP scorer on a catalogue of `from_movies` movies or more re-ranks a retriever's candidates."""
+    return model.module is not None and hasattr(model.module, "mlp") and model.n_movies >= from_movies
+
+
 @torch.no_grad()
-def top_n(model: Recommender, ratings: pl.DataFrame, n: int, train: pl.DataFrame | None = None) -> pl.DataFrame:
-    """Rows (user_idx, rank, movie_idx, score, reason_movie_idx, reason_rating, is_fallback).
+def top_n(
+    model: Recommender,
+    ratings: pl.DataFrame,
+    n: int,
+    train: pl.DataFrame | None = None,
+    *,
+    users: np.ndarray | None = None,
+    retriever: Recommender | None = None,
+    candidates: int = 500,
+    min_history: int = 1,
+    genres: Genres | None = None,
+    like_threshold: float | None = None,
+) -> pl.DataFrame:
+    """Rows (user_idx, rank, movie_idx, score, predicted, reason_movie_idx, reason_rating,
+    reason_genres, is_fallback) for `users` (default: every user; a shard passes its range).
 
     `ratings` are excluded from each user's list; `train` (default: the same
-    rows) are those the model learned from.
+    rows) are those the model learned from. With a `retriever`, the model
+    re-ranks the retriever's top `candidates` per user instead of scoring every
+    movie. `predicted` is the model's rating on [0, 1] where it predicts ratings.
     """
     started = time.perf_counter()
     train = ratings if train is None else train
     n_users, n_movies, device = model.n_users, model.n_movies, model.device
-    seen_ptr, seen_idx = csr(ratings["user_idx"].to_numpy(), ratings["movie_idx"].to_numpy(), n_users)
+    users = np.arange(n_users) if users is None else np.asarray(users, dtype=np.int64)
+    seen = csr(ratings["user_idx"].to_numpy(), ratings["movie_idx"].to_numpy(), n_users)
     candidate = np.zeros(n_movies, dtype=bool)
     candidate[train["movie_idx"].unique().to_numpy()] = True
-    trained_users = np.zeros(n_users, dtype=bool)
-    trained_users[train["user_idx"].unique().to_numpy()] = True
-    popularity = np.bincount(train["movie_idx"].to_numpy(), minlength=n_movies).astype(np.float32)
-    liked = _liked_history(ratings)
-
+    history = np.bincount(train["user_idx"].to_numpy(), minlength=n_users)
+    liked = _liked_history(ratings, n_users)
     blocked = torch.tensor(~candidate, device=device)
     item_vectors = _item_vectors(model, device)
+
+    personal = users[history[users] >= max(min_history, 1)]
+    cold = users[history[users] < max(min_history, 1)]
+    two_stage = retriever is not None
     # score_tensor bounds the pairs per pass itself; this bounds the [batch, movies] matrix
     batch = max(256, PAIRS_PER_BATCH.get(device.type, 1 << 15) // max(n_movies, 1))
     parts = []
-    model_users = np.flatnonzero(trained_users)
-    for i in range(0, len(model_users), batch):
-        users = torch.tensor(model_users[i : i + batch], device=device)
-        scores = model.score_tensor(users)
-        parts.append(_select(scores, users, blocked, seen_ptr, seen_idx, n, liked, item_vectors, fallback=False))
-        if (i // batch) % 20 == 0:
-            log.info("scored %d/%d users", min(i + batch, len(model_users)), len(model_users))
-    cold = np.flatnonzero(~trained_users)
+    for i in range(0, len(personal), batch):
+        chunk = personal[i : i + batch]
+        u = torch.from_numpy(chunk).to(device)
+        if two_stage:
+            pool = _unseen(retriever.score_tensor(u), chunk, blocked, seen)
+            pool_scores, pool_movies = torch.topk(pool, min(candidates, n_movies), dim=1)
+            scores = model.score_candidates(u, pool_movies).float()
+            scores = scores.masked_fill(~torch.isfinite(pool_scores), float("-inf"))
+            top_scores, at = torch.topk(scores, min(n, scores.shape[1]), dim=1)
+            top_movies = pool_movies.gather(1, at)
+        else:
+            scores = _unseen(model.score_tensor(u), chunk, blocked, seen)
+            top_scores, top_movies = torch.topk(scores, min(n, n_movies), dim=1)
+        parts.append(_rows(model, chunk, top_scores, top_movies, liked, item_vectors))
+        if (i // batch) % 50 == 0:
+            log.info("scored %d/%d users", min(i + batch, len(personal)), len(personal))
     if len(cold):
-        log.info("%d users without training rows get the popularity fallback", len(cold))
-        pop = torch.tensor(popularity / max(popularity.max(), 1.0), device=device)
-        for i in range(0, len(cold), batch):
-            users = torch.tensor(cold[i : i + batch], device=device)
-            scores = pop.expand(len(users), n_movies).clone()
-            parts.append(_select(scores, users, blocked, seen_ptr, seen_idx, n, liked, None, fallback=True))
-    out = pl.concat(parts) if parts else pl.DataFrame()
-    log.info("top-%d for %d users in %.1fs", n, n_users, time.perf_counter() - started)
+        log.info("%d users with fewer than %d training ratings get the popularity fallback", len(cold), min_history)
+        parts.append(_fallback(train, cold, n, blocked, seen, genres, like_threshold, batch))
+    out = pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
+    log.info(
+        "top-%d for %d users (%s) in %.1fs",
+        n,
+        len(users),
+        f"two-stage, {candidates} candidates from {retriever.name}" if two_stage else "every movie scored",
+        time.perf_counter() - started,
+    )
     return out
 
 
-def _select(
-    scores: torch.Tensor,
-    users: torch.Tensor,
-    blocked: torch.Tensor,
-    seen_ptr: np.ndarray,
-    seen_idx: np.ndarray,
-    n: int,
+def _unseen(
+    scores: torch.Tensor, users: np.ndarray, blocked: torch.Tensor, seen: tuple[np.ndarray, np.ndarray]
+) -> torch.Tensor:
+    """Scores with non-candidates and each user's rated movies set to -inf."""
+    scores = scores.float().masked_fill_(blocked, float("-inf"))
+    rows, cols = _seen_pairs(users, seen)
+    scores[torch.from_numpy(rows).to(scores.device), torch.from_numpy(cols).to(scores.device)] = float("-inf")
+    return scores
+
+
+def _seen_pairs(users: np.ndarray, seen: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(row in the batch, movie) of every movie the batch's users rated, without a Python loop."""
+    indptr, indices = seen
+    starts, lengths = indptr[users], indptr[users + 1] - indptr[users]
+    rows = np.repeat(np.arange(len(users)), lengths)
+    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return rows, indices[np.repeat(starts, lengths) + offsets]
+
+
+def _rows(
+    model: Recommender,
+    users: np.ndarray,
+    top_scores: torch.Tensor,
+    top_movies: torch.Tensor,
     liked: tuple[np.ndarray, np.ndarray],
     item_vectors: torch.Tensor | None,
-    fallback: bool,
 ) -> pl.DataFrame:
-    scores = scores.float().masked_fill(blocked, float("-inf"))
-    u = users.cpu().numpy()
-    starts, ends = seen_ptr[u], seen_ptr[u + 1]
-    rows = np.repeat(np.arange(len(u)), ends - starts)
-    cols = (
-        np.concatenate([seen_idx[s:e] for s, e in zip(starts, ends, strict=True)]) if len(u) else np.array([], np.int64)
-    )
-    scores[torch.tensor(rows, device=scores.device), torch.tensor(cols, device=scores.device)] = float("-inf")
-    k = min(n, scores.shape[1])
-    top_scores, top_movies = torch.topk(scores, k, dim=1)
-    reason_movie, reason_rating = _reasons(u, top_movies, liked, item_vectors)
-    valid = torch.isfinite(top_scores).cpu().numpy()
+    k = top_movies.shape[1]
+    reason_movie, reason_rating = _reasons(users, top_movies, liked, item_vectors)
+    movies = top_movies.cpu().numpy().ravel()
+    valid = torch.isfinite(top_scores).cpu().numpy().ravel()
+    flat_users = np.repeat(users, k)
+    predicted = np.full(len(movies), np.nan)
+    if model.spec.predicts_ratings and valid.any():
+        predicted[valid] = model.predict(flat_users[valid], movies[valid])
     frame = pl.DataFrame(
         {
-            "user_idx": np.repeat(u, k),
-            "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), len(u)),
-            "movie_idx": top_movies.cpu().numpy().ravel(),
+            "user_idx": flat_users,
+            "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), len(users)),
+            "movie_idx": movies,
             "score": top_scores.cpu().numpy().ravel().astype(np.float64),
+            "predicted": predicted,
             "reason_movie_idx": reason_movie.ravel(),
             "reason_rating": reason_rating.ravel(),
-            "is_fallback": np.full(len(u) * k, fallback),
+            "reason_genres": pl.Series([None] * len(movies), dtype=pl.String),
+            "is_fallback": np.zeros(len(movies), dtype=bool),
         }
     )
-    return frame.filter(pl.Series(valid.ravel()))
+    return frame.filter(pl.Series(valid))
 
 
-def _liked_history(ratings: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def _fallback(
+    train: pl.DataFrame,
+    users: np.ndarray,
+    n: int,
+    blocked: torch.Tensor,
+    seen: tuple[np.ndarray, np.ndarray],
+    genres: Genres | None,
+    like_threshold: float | None,
+    batch: int,
+) -> pl.DataFrame:
+    """The most popular unseen movies, those in the user's favourite genres first."""
+    device = blocked.device
+    n_movies = len(blocked)
+    popularity = np.bincount(train["movie_idx"].to_numpy(), minlength=n_movies).astype(np.float32)
+    popularity /= max(popularity.max(), 1.0)  # in [0, 1]: a genre match (+1) always comes first
+    favourite = _favourite_genres(train, users, genres, like_threshold)
+    parts = []
+    for i in range(0, len(users), batch):
+        chunk = users[i : i + batch]
+        scores = torch.from_numpy(popularity).to(device).expand(len(chunk), n_movies).clone()
+        if favourite is not None:
+            match = (favourite[i : i + batch] @ genres.multi_hot.T > 0).astype(np.float32)
+            scores += torch.from_numpy(match).to(device)
+        scores = _unseen(scores, chunk, blocked, seen)
+        top_scores, top_movies = torch.topk(scores, min(n, n_movies), dim=1)
+        k = top_movies.shape[1]
+        names = [None] * len(chunk)
+        if favourite is not None:
+            names = [
+                ", ".join(genres.names[g] for g in np.flatnonzero(row)) or None for row in favourite[i : i + batch]
+            ]
+        valid = torch.isfinite(top_scores).cpu().numpy().ravel()
+        frame = pl.DataFrame(
+            {
+                "user_idx": np.repeat(chunk, k),
+                "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), len(chunk)),
+                "movie_idx": top_movies.cpu().numpy().ravel(),
+                "score": top_scores.cpu().numpy().ravel().astype(np.float64),
+                "predicted": np.full(len(chunk) * k, np.nan),
+                "reason_movie_idx": np.full(len(chunk) * k, -1, dtype=np.int64),
+                "reason_rating": np.full(len(chunk) * k, np.nan),
+                "reason_genres": pl.Series(np.repeat(np.array(names, dtype=object), k), dtype=pl.String),
+                "is_fallback": np.ones(len(chunk) * k, dtype=bool),
+            }
+        )
+        parts.append(frame.filter(pl.Series(valid)))
+    return pl.concat(parts)
+
+
+def _favourite_genres(
+    train: pl.DataFrame, users: np.ndarray, genres: Genres | None, like_threshold: float | None
+) -> np.ndarray | None:
+    """[len(users), n_genres] 0/1: each user's best-represented genres among the movies they liked
+    (or rated, when they liked none); all zero for users with no history. None without genres."""
+    if genres is None or genres.multi_hot.shape[1] == 0:
+        return None
+    rows = train.filter(pl.col("user_idx").is_in(users))
+    position = {int(u): i for i, u in enumerate(users)}
+    counts = np.zeros((len(users), genres.multi_hot.shape[1]), dtype=np.float32)
+    liked_counts = np.zeros_like(counts)
+    u = np.array([position[int(x)] for x in rows["user_idx"].to_numpy()], dtype=np.int64)
+    m = rows["movie_idx"].to_numpy()
+    np.add.at(counts, u, genres.multi_hot[m])
+    if like_threshold is not None:
+        liked = rows["rating"].to_numpy() >= like_threshold
+        np.add.at(liked_counts, u[liked], genres.multi_hot[m[liked]])
+        counts = np.where(liked_counts.sum(axis=1, keepdims=True) > 0, liked_counts, counts)
+    favourite = np.zeros_like(counts)
+    best = np.argsort(-counts, axis=1, kind="stable")[:, :FAVOURITE_GENRES]
+    np.put_along_axis(favourite, best, 1.0, axis=1)
+    return favourite * (counts > 0)
+
+
+def _liked_history(ratings: pl.DataFrame, n_users: int) -> tuple[np.ndarray, np.ndarray]:
     """Each user's best-rated movies (most recent first among equals), padded to a fixed width."""
     best = (
         ratings.sort(["user_idx", "rating", "timestamp"], descending=[False, True, True])
         .with_columns(pl.int_range(pl.len()).over("user_idx").alias("pos"))
         .filter(pl.col("pos") < HISTORY_FOR_REASONS)
     )
-    n_users = int(ratings["user_idx"].max()) + 1 if len(ratings) else 0
     movie = np.full((n_users, HISTORY_FOR_REASONS), -1, dtype=np.int64)
     rating = np.zeros((n_users, HISTORY_FOR_REASONS), dtype=np.float64)
     u, p = best["user_idx"].to_numpy(), best["pos"].to_numpy()
@@ -145,7 +281,7 @@ def _reasons(
     shape = tuple(top_movies.shape)
     if item_vectors is None:
         return np.full(shape, -1, dtype=np.int64), np.full(shape, np.nan)
-    history = torch.tensor(liked[0][users], device=top_movies.device)  # [B, L], -1 = padding
+    history = torch.from_numpy(liked[0][users]).to(top_movies.device)  # [B, L], -1 = padding
     rating = liked[1][users]
     h = item_vectors[history.clamp(min=0)]  # [B, L, d]
     r = item_vectors[top_movies]  # [B, n, d]

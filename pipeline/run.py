@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +36,7 @@ from pipeline.models import registry
 from pipeline.models.registry import Recommender
 from pipeline.protocols import FULL_RANKING, NOTEBOOK, full_ranking_protocol, notebook_protocol, production_fit
 from pipeline.publish import publish as publish_rows
-from pipeline.recommend import top_n
+from pipeline.recommend import Genres, needs_two_stage, top_n
 from pipeline.split import notebook_split, temporal_split
 from pipeline.sqlfiles import sql
 from pipeline.train import select_device
@@ -57,6 +58,7 @@ def prepare(
     models: list[str] | None = None,
     serving: str | Path | None = None,
     keep_runs: int = 7,
+    users_per_shard: int = 50_000,
 ) -> str:
     """Create the run folder with its config; return its path."""
     for name in models or ():
@@ -67,6 +69,7 @@ def prepare(
         warehouse=str(Path(warehouse_path or default_warehouse()).resolve()),
         serving=str(Path(serving).resolve()) if serving else "",
         keep_runs=int(keep_runs),
+        users_per_shard=int(users_per_shard),
         logical_date=logical_date.astimezone(UTC).isoformat(),
         top_n=int(top_n_items),
         models=list(models or ALL_MODELS),
@@ -303,13 +306,72 @@ def _champion(run_dir: str) -> str:
     return json.loads((Path(run_dir) / "champion.json").read_text())["model"]
 
 
-def score(run_dir: str) -> str:
-    """Top-N unseen movies for every user from the champion, with the movie behind each reason."""
-    cfg, layout = _cfg(run_dir), _layout(run_dir)
+SCORES_DIR = "scores"
+
+
+def fit_champion(run_dir: str) -> str:
+    """Production fits of the champion, and of the retriever when scoring is two-stage; decides the path."""
+    cfg = _cfg(run_dir)
     name = _champion(run_dir)
     model = _production_model(run_dir, name)
+    retriever = None
+    if needs_two_stage(model, cfg.two_stage_from):
+        if (_model_dir(run_dir, cfg.retriever) / "metrics.json").exists() and cfg.retriever != name:
+            retriever = cfg.retriever
+            _production_model(run_dir, retriever)
+        else:
+            log.warning(
+                "%s on %d movies: two-stage scoring needs the retriever %s trained in this run; scoring every movie",
+                name,
+                model.n_movies,
+                cfg.retriever,
+            )
+    plan = {"model": name, "retriever": retriever, "candidates": cfg.candidates if retriever else None}
+    log.info(
+        "scoring with %s: %s",
+        name,
+        f"two-stage, top {cfg.candidates} candidates from {retriever} re-ranked"
+        if retriever
+        else f"every movie scored ({model.n_movies} movies)",
+    )
+    (Path(run_dir) / "scoring.json").write_text(json.dumps(plan, indent=2))
+    shutil.rmtree(Path(run_dir) / SCORES_DIR, ignore_errors=True)  # shards of an earlier attempt
+    return run_dir
+
+
+def score_shards(run_dir: str) -> list[int]:
+    """Shard numbers of this run's users (`users_per_shard` each); Airflow maps score_shard over them."""
+    cfg = _cfg(run_dir)
+    n_users = len(Features.load(Path(run_dir) / "features.npz").user_ids)
+    return list(range(max(1, -(-n_users // max(cfg.users_per_shard, 1)))))
+
+
+def score_shard(run_dir: str, shard: int) -> str:
+    """Top-N for one range of users from the champion, written to scores/shard-NNNNN.parquet."""
+    cfg, layout = _cfg(run_dir), _layout(run_dir)
+    plan = json.loads((Path(run_dir) / "scoring.json").read_text())
+    model = _production_model(run_dir, plan["model"])
+    retriever = _production_model(run_dir, plan["retriever"]) if plan["retriever"] else None
+    users = np.arange(model.n_users)[shard * cfg.users_per_shard : (shard + 1) * cfg.users_per_shard]
+    log.info(
+        "shard %d: users %d..%d of %d",
+        shard,
+        users[0] if len(users) else 0,
+        users[-1] if len(users) else 0,
+        model.n_users,
+    )
     ratings = pl.read_parquet(Path(run_dir) / "ratings.parquet")
-    recs = top_n(model, ratings, cfg.top_n)
+    recs = top_n(
+        model,
+        ratings,
+        cfg.top_n,
+        users=users,
+        retriever=retriever,
+        candidates=cfg.candidates,
+        min_history=cfg.min_history,
+        genres=Genres(model.feats.movie_features, model.feats.genres),
+        like_threshold=layout.scale.like_threshold,
+    )
     ids_u, ids_m = model.feats.user_ids, model.feats.movie_ids
     reason_idx = recs["reason_movie_idx"].to_numpy()
     out = recs.select(
@@ -317,30 +379,48 @@ def score(run_dir: str) -> str:
         "rank",
         pl.Series("movie_id", ids_m[recs["movie_idx"].to_numpy()]),
         "score",
-        # stars on the dataset's scale, from models that predict ratings; a
-        # popularity fallback or a ranking-only model predicts no rating
-        pl.when(~pl.col("is_fallback") & pl.lit(model.spec.predicts_ratings))
-        .then(pl.col("score") * layout.scale.max)
-        .alias("predicted_rating"),
+        # stars on the dataset's scale from the rating head, whatever head ranked;
+        # a popularity fallback or a ranking-only model predicts no rating
+        (pl.col("predicted").fill_nan(None) * layout.scale.max).alias("predicted_rating"),
         # -1 means "no reason movie": null, never a sentinel id
         pl.when(pl.Series(reason_idx >= 0))
         .then(pl.Series(ids_m[np.clip(reason_idx, 0, None)]))
         .alias("reason_movie_id"),
         "reason_rating",
+        "reason_genres",
         "is_fallback",
     )
-    out.write_parquet(Path(run_dir) / "recommendations.parquet")
+    folder = Path(run_dir) / SCORES_DIR
+    folder.mkdir(exist_ok=True)
+    path = folder / f"shard-{shard:05d}.parquet"
+    out.write_parquet(path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)  # a retried shard never leaves half a file
+    return run_dir
+
+
+def score(run_dir: str) -> str:
+    """Every shard in this process (the CLI's path; Airflow maps score_shard over the shards)."""
+    fit_champion(run_dir)
+    for shard in score_shards(run_dir):
+        score_shard(run_dir, shard)
     return run_dir
 
 
 def publish(run_dir: str) -> str:
     """Make this run's recommendations current (all or nothing), then replace the serving file."""
     cfg = _cfg(run_dir)
+    expected = {f"shard-{s:05d}.parquet" for s in score_shards(run_dir)}
+    present = {p.name for p in (Path(run_dir) / SCORES_DIR).glob("shard-*.parquet")}
+    if expected != present:
+        raise RuntimeError(
+            f"run {cfg.run_id} not published: scoring shards missing {sorted(expected - present)}, "
+            f"unexpected {sorted(present - expected)} in {Path(run_dir) / SCORES_DIR}"
+        )
     with warehouse.connect(cfg.warehouse) as con:
         publish_rows(
             con,
             cfg.run_id,
-            Path(run_dir) / "recommendations.parquet",
+            Path(run_dir) / SCORES_DIR / "shard-*.parquet",
             _champion(run_dir),
             _manifest(run_dir)["folder"],
             cfg.top_n,

@@ -70,3 +70,39 @@ def export(con: duckdb.DuckDBPyConnection, target: str | Path) -> Path:
         tmp.with_name(tmp.name + ".wal").unlink(missing_ok=True)
     log.info("serving file %s replaced in %.1fs", target, time.perf_counter() - started)
     return target
+
+
+class Reader:
+    """A consumer's long-lived read-only connection that follows the serving file.
+
+    Opening a DuckDB file costs tens of milliseconds, a one-user lookup a few,
+    so a service keeps its connection; this reopens it when the job has
+    renamed a new file over the path (a changed inode), checked before each
+    query with one stat call. Each query therefore sees one whole run.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._inode: int | None = None
+
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        inode = os.stat(self.path).st_ino
+        if self._con is None or inode != self._inode:
+            self.close()
+            self._con, self._inode = duckdb.connect(str(self.path), read_only=True), inode
+        return self._con
+
+    def query(self, text: str, parameters: dict | list | None = None) -> list[tuple]:
+        return self.connection().execute(text, parameters).fetchall()
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

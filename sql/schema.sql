@@ -97,3 +97,5 @@ ALTER TABLE model_runs ADD COLUMN IF NOT EXISTS protocol VARCHAR;
 -- answers for. The newest logical date is current; re-running a date replaces
 -- that date's run (sql/views.sql, pipeline/publish.py).
 ALTER TABLE published_runs ADD COLUMN IF NOT EXISTS logical_date TIMESTAMP;
+-- Whether a row comes from the popularity fallback (too little history for the model).
+ALTER TABLE recommendations ADD COLUMN IF NOT EXISTS is_fallback BOOLEAN;

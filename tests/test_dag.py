@@ -15,7 +15,7 @@ from tests.conftest import REPO, shared_dataset
 from tests.synthetic import make, write_ml1m
 
 DAG_FILE = REPO / "dags" / "movielens_nightly.py"
-CHAIN = ["fetch", "validate", "load", "features", "split", "train", "evaluate", "score", "publish", "report"]
+CHAIN = ["fetch", "validate", "load", "features", "split", "train", "evaluate", "fit_champion"]
 
 
 def test_dag_file_imports_nothing_heavy_at_parse_time() -> None:
@@ -46,12 +46,20 @@ def test_dag_loads_with_the_expected_chain_and_settings() -> None:
     assert bag.import_errors == {}
     dag = bag.get_dag("movielens_nightly")
     assert dag.max_active_runs == 1 and dag.catchup is False
-    assert [t.task_id for t in dag.topological_sort()] == CHAIN
+    order = [t.task_id for t in dag.topological_sort()]
+    assert order[: len(CHAIN)] == CHAIN
     for upstream, downstream in itertools.pairwise(CHAIN):
         assert dag.get_task(downstream).upstream_task_ids == {upstream}
+    # scoring fans out: one mapped score_shard per user shard, then publish waits for all of them
+    assert type(dag.get_task("score_shard")).__name__.endswith("MappedOperator")
+    assert dag.get_task("score_shards").upstream_task_ids == {"fit_champion"}
+    assert dag.get_task("score_shard").upstream_task_ids == {"fit_champion", "score_shards"}
+    assert dag.get_task("publish").upstream_task_ids == {"fit_champion", "score_shard"}
+    assert dag.get_task("report").upstream_task_ids == {"publish"}
+    assert order[-2:] == ["publish", "report"]
     assert dag.get_task("validate").retries == 0
     assert dag.get_task("fetch").retries > 0
-    assert set(dag.params.keys()) == {"dataset", "models", "top_n", "max_epochs", "device"}
+    assert set(dag.params.keys()) == {"dataset", "models", "top_n", "max_epochs", "device", "users_per_shard"}
 
 
 def _airflow_env(tmp_path: Path) -> dict[str, str]:
@@ -94,7 +102,8 @@ def test_airflow_dags_test_on_ml100k_publishes_n_unseen_recommendations_for_ever
     env = _airflow_env(tmp_path)
     subprocess.run([str(airflow), "db", "migrate"], env=env, check=True, capture_output=True)
     models = ["most_popular", "ease", "svd", "neumf_features"]
-    conf = json.dumps({"dataset": str(dataset), "top_n": 20, "max_epochs": 2, "device": "cpu", "models": models})
+    conf = {"dataset": str(dataset), "top_n": 20, "max_epochs": 2, "device": "cpu", "models": models}
+    conf = json.dumps(conf | {"users_per_shard": 400})  # 943 users: three mapped score_shard tasks
     done = subprocess.run(
         [str(airflow), "dags", "test", "movielens_nightly", "--conf", conf], env=env, capture_output=True, text=True
     )
@@ -119,3 +128,8 @@ def test_airflow_dags_test_on_ml100k_publishes_n_unseen_recommendations_for_ever
     assert len(champion) == 1
     assert con.execute("SELECT DISTINCT model FROM current_recommendations").fetchall() == [(champion.pop(),)]
     assert con.execute("SELECT count(*) FROM dq_results WHERE success").fetchall()[0][0] > 30
+    run_dir = next((tmp_path / "var" / "runs").iterdir())
+    assert sorted(p.name for p in (run_dir / "scores").iterdir()) == [f"shard-0000{i}.parquet" for i in range(3)]
+    # consumers read the serving file, which holds the same current run
+    with duckdb.connect(str(tmp_path / "wh.serving.duckdb"), read_only=True) as serving:
+        assert serving.execute("SELECT count(*) FROM current_recommendations").fetchall() == [(943 * 20,)]

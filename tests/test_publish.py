@@ -27,6 +27,7 @@ def _recs(tmp_path: Path, name: str, first_movie: int = 3, users=(1, 2), n: int 
             "predicted_rating": 4.0,
             "reason_movie_id": u,
             "reason_rating": 5.0,
+            "reason_genres": "",
             "is_fallback": False,
         }
         for u in users

@@ -16,7 +16,7 @@ from pipeline.publish import publish
 def _recs(tmp_path: Path, name: str, first_movie: int) -> Path:
     rows = [
         {"user_id": u, "rank": r + 1, "movie_id": first_movie + r, "score": 1.0 - r / 10, "predicted_rating": 4.5}
-        | {"reason_movie_id": 1, "reason_rating": 5.0, "is_fallback": False}
+        | {"reason_movie_id": 1, "reason_rating": 5.0, "reason_genres": "", "is_fallback": False}
         for u in (1, 2)
         for r in range(5)
     ]

@@ -1,67 +1,131 @@
+"""Top-N scoring: seen movies excluded, shards, two-stage re-ranking, fallbacks, predicted ratings."""
+
 import numpy as np
 import polars as pl
+import pytest
 import torch
-from torch import nn
 
-from pipeline.models.registry import spec
-from pipeline.recommend import top_n
+from pipeline.datasets.layouts import WHOLE_STARS
+from pipeline.features import Features
+from pipeline.models import registry
+from pipeline.protocols import ratings as to_ratings
+from pipeline.recommend import Genres, needs_two_stage, top_n
+from tests.synthetic import make
 
-
-class PopularityByIndex:
-    """A recommender scoring movie i as i (higher index = better), with item vectors for reasons."""
-
-    spec = spec("biased_mf")
-
-    def __init__(self, n_users: int, n_movies: int) -> None:
-        self.n_users, self.n_movies, self.device = n_users, n_movies, torch.device("cpu")
-        self.vectors = nn.Embedding(n_movies, 4).weight.detach()
-
-    def score_tensor(self, users: torch.Tensor) -> torch.Tensor:
-        return (torch.arange(self.n_movies, dtype=torch.float32) / 100).expand(len(users), -1).clone()
-
-    def item_vectors(self) -> torch.Tensor:
-        return self.vectors
+CPU = torch.device("cpu")
+N_USERS, N_MOVIES = 40, 30
+FAST = {"max_epochs": 3, "batch_size": 128, "lr": 0.01}
 
 
-def _frames():
-    # users 0, 1 have training rows; user 2 only has a rating outside train (cold for the model)
-    ratings = pl.DataFrame(
-        {
-            "user_idx": [0, 0, 1, 1, 2],
-            "movie_idx": [9, 8, 0, 1, 9],
-            "rating": [5.0, 4.0, 3.0, 5.0, 4.0],
-            "timestamp": [1, 2, 3, 4, 5],
-        }
+def _features() -> Features:
+    return Features(
+        user_ids=np.arange(1, N_USERS + 1),
+        movie_ids=np.arange(1, N_MOVIES + 1),
+        user_features=np.eye(2, dtype=np.float32)[np.arange(N_USERS) % 2],
+        movie_features=np.eye(3, dtype=np.float32)[np.arange(N_MOVIES) % 3],  # movie m has genre m % 3
+        user_feature_names=["a", "b"],
+        genres=["Comedy", "Drama", "Horror"],
+        movie_tags=np.zeros((N_MOVIES, 0), np.float32),
+        tag_terms=[],
     )
-    train = ratings.filter(pl.col("user_idx") < 2).vstack(
-        pl.DataFrame({"user_idx": [1], "movie_idx": [7], "rating": [2.0], "timestamp": [6]})
+
+
+@pytest.fixture(scope="module")
+def data() -> pl.DataFrame:
+    synthetic = make(n_users=N_USERS, n_movies=N_MOVIES, per_user=12, seed=5, clusters=3)
+    frame = pl.DataFrame(synthetic.ratings, schema=["user_id", "movie_id", "rating", "timestamp"], orient="row")
+    return frame.with_columns(user_idx=pl.col("user_id") - 1, movie_idx=pl.col("movie_id") - 1)
+
+
+def _fitted(name: str, frame: pl.DataFrame) -> registry.Recommender:
+    model = registry.Recommender(name, registry.hyper_parameters(name, FAST), _features(), CPU)
+    model.fit(to_ratings(frame, WHOLE_STARS), None, epochs=3)
+    return model
+
+
+@pytest.fixture(scope="module")
+def mf(data) -> registry.Recommender:
+    return _fitted("biased_mf", data)
+
+
+@pytest.fixture(scope="module")
+def mlp(data) -> registry.Recommender:
+    return _fitted("neumf_features", data)
+
+
+def _lists(recs: pl.DataFrame) -> dict[int, list[int]]:
+    return {u: g.sort("rank")["movie_idx"].to_list() for (u,), g in recs.group_by("user_idx")}
+
+
+def test_every_user_gets_n_unseen_movies_in_score_order(data, mf) -> None:
+    recs = top_n(mf, data, n=5)
+    assert recs["user_idx"].n_unique() == N_USERS and recs.group_by("user_idx").len()["len"].unique().to_list() == [5]
+    assert recs.join(data, on=["user_idx", "movie_idx"]).height == 0  # nothing already rated
+    for (_,), group in recs.group_by("user_idx"):
+        scores = group.sort("rank")["score"].to_list()
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_movies_without_training_rows_are_never_recommended(data, mf) -> None:
+    train = data.filter(pl.col("movie_idx") != 0)  # movie 0 is rated, but not in what the model learned
+    recs = top_n(mf, data, n=10, train=train)
+    assert 0 not in recs["movie_idx"].to_list()
+
+
+def test_shards_scored_separately_give_exactly_the_lists_of_one_pass(data, mf) -> None:
+    whole = top_n(mf, data, n=5)
+    shards = [top_n(mf, data, n=5, users=np.arange(N_USERS)[i : i + 15]) for i in range(0, N_USERS, 15)]
+    assert _lists(pl.concat(shards)) == _lists(whole)
+
+
+def test_two_stage_with_every_movie_as_candidate_equals_scoring_everything(data, mlp, mf) -> None:
+    assert _lists(top_n(mlp, data, n=5, retriever=mf, candidates=N_MOVIES)) == _lists(top_n(mlp, data, n=5))
+
+
+def test_two_stage_re_ranks_only_the_retrievers_candidates(data, mlp, mf) -> None:
+    recs = top_n(mlp, data, n=3, retriever=mf, candidates=4)
+    retrieved = _lists(top_n(mf, data, n=4))
+    for user, movies in _lists(recs).items():
+        assert set(movies) <= set(retrieved[user])
+    assert recs.join(data, on=["user_idx", "movie_idx"]).height == 0
+
+
+def test_only_mlp_models_on_large_catalogues_go_two_stage(mlp, mf) -> None:
+    assert needs_two_stage(mlp, from_movies=N_MOVIES) and not needs_two_stage(mlp, from_movies=N_MOVIES + 1)
+    assert not needs_two_stage(mf, from_movies=1)
+
+
+def test_predicted_ratings_come_from_the_rating_head_even_when_ranking_by_interaction(data, mlp) -> None:
+    assert mlp.ranking_head == "interaction"
+    recs = top_n(mlp, data, n=5)
+    expected = mlp.predict(recs["user_idx"].to_numpy(), recs["movie_idx"].to_numpy())
+    np.testing.assert_allclose(recs["predicted"].to_numpy(), expected, rtol=1e-5)
+    assert recs["predicted"].is_between(0, 1).all()
+
+
+def test_users_below_min_history_get_a_flagged_fallback_from_their_favourite_genres(data, mf) -> None:
+    # user 0 keeps two training ratings, both of Horror movies (genre 2: movies 2, 5, 8, ...)
+    train = data.filter(pl.col("user_idx") != 0).vstack(
+        pl.DataFrame(
+            {"user_id": [1, 1], "movie_id": [3, 6], "rating": [5.0, 4.0], "timestamp": [1, 2]}
+            | {"user_idx": [0, 0], "movie_idx": [2, 5]},
+            schema=data.schema,
+        )
     )
-    return ratings, train
+    genres = Genres(_features().movie_features, _features().genres)
+    recs = top_n(mf, train, n=5, min_history=3, genres=genres, like_threshold=WHOLE_STARS.like_threshold)
+    cold = recs.filter(pl.col("user_idx") == 0).sort("rank")
+    assert cold["is_fallback"].all() and cold.height == 5
+    assert set(cold["reason_genres"].to_list()) == {"Horror"}
+    horror_left = [m for m in range(2, N_MOVIES, 3) if m not in (2, 5)]
+    assert set(cold["movie_idx"].to_list()) <= set(horror_left)  # 8 unseen Horror movies fill 5 slots
+    assert cold["predicted"].is_nan().all() and (cold["reason_movie_idx"] == -1).all()
+    assert not recs.filter(pl.col("user_idx") != 0)["is_fallback"].any()
 
 
-def test_top_n_excludes_seen_and_untrained_movies_and_ranks_by_score() -> None:
-    ratings, train = _frames()
-    recs = top_n(PopularityByIndex(3, 12), ratings, n=3, train=train)
-    user0 = recs.filter(pl.col("user_idx") == 0).sort("rank")
-    # candidates are movies with training rows {0, 1, 7, 8, 9}; user 0 saw 8 and 9
-    assert user0["movie_idx"].to_list() == [7, 1, 0]
-    assert user0["score"].to_list() == sorted(user0["score"].to_list(), reverse=True)
-    assert not user0["is_fallback"].any()
-    # every reason points at a movie the user rated highly
-    assert set(user0["reason_movie_idx"].to_list()) <= {8, 9}
-
-
-def test_users_without_training_rows_get_a_flagged_popularity_fallback() -> None:
-    ratings, train = _frames()
-    recs = top_n(PopularityByIndex(3, 12), ratings, n=3, train=train)
-    cold = recs.filter(pl.col("user_idx") == 2).sort("rank")
-    assert cold["is_fallback"].all() and len(cold) == 3
-    assert 9 not in cold["movie_idx"].to_list()  # seen
-    assert np.all(cold["reason_movie_idx"].to_numpy() == -1)
-
-
-def test_fewer_candidates_than_n_gives_only_real_rows() -> None:
-    ratings, train = _frames()
-    recs = top_n(PopularityByIndex(3, 12), ratings, n=10, train=train)
+def test_fewer_candidates_than_n_gives_only_real_rows(data, mf) -> None:
+    recs = top_n(mf, data, n=N_MOVIES)
+    seen = data.group_by("user_idx").len()
+    per_user = recs.group_by("user_idx").len().join(seen, on="user_idx")
+    assert (per_user["len"] == N_MOVIES - per_user["len_right"]).all()
     assert recs["score"].is_finite().all()
-    assert recs.filter(pl.col("user_idx") == 0).height == 3  # 5 candidates - 2 seen

@@ -32,7 +32,7 @@ def con(tmp_path: Path):
 def _publish(con, tmp_path: Path, run_id: str, first_movie: int) -> None:
     rows = [
         {"user_id": u, "rank": r + 1, "movie_id": first_movie + r, "score": 1.0 - r / 10, "predicted_rating": 4.0}
-        | {"reason_movie_id": u, "reason_rating": 5.0, "is_fallback": False}
+        | {"reason_movie_id": u, "reason_rating": 5.0, "reason_genres": "", "is_fallback": False}
         for u in (1, 2)
         for r in range(5)
     ]
@@ -100,3 +100,17 @@ def test_a_reader_in_another_process_always_gets_a_whole_run_during_real_runs(tm
     assert seen == sorted(seen)  # once the new run is served, the old one never comes back
     # the reader was polling through the second run, not only before and after it
     assert seen.count("run-1") > 5
+
+
+def test_a_long_lived_reader_follows_each_new_serving_file_and_keeps_one_run_per_query(con, tmp_path):
+    _publish(con, tmp_path, "run-a", 3)
+    target = serving.export(con, tmp_path / "serving.duckdb")
+    current = "SELECT DISTINCT run_id FROM current_recommendations"
+    with serving.Reader(target) as reader:
+        assert reader.query(current) == [("run-a",)]
+        first = reader.connection()
+        assert reader.connection() is first  # no reopen while the file is unchanged
+        _publish(con, tmp_path, "run-b", 8)
+        serving.export(con, target)
+        assert reader.query(current) == [("run-b",)]
+        assert reader.query("SELECT count(*) FROM current_recommendations WHERE user_id = $u", {"u": 1}) == [(5,)]

@@ -44,3 +44,9 @@ class BiasedMF(nn.Module):
         if head == "interaction":
             return dots + self.movie_interaction_bias(movies).T
         return dots + self.user_bias(users) + self.movie_bias(movies).T + self.global_bias
+
+    @torch.no_grad()
+    def score_candidates(self, users: torch.Tensor, movies: torch.Tensor, head: str = "rating") -> torch.Tensor:
+        """Scores of each user's own candidate movies: users [B], movies [B, K] -> [B, K]."""
+        rating, logit = self.outputs(users.repeat_interleave(movies.shape[1]), movies.reshape(-1))
+        return (logit if head == "interaction" else rating).view(movies.shape)

@@ -112,6 +112,26 @@ class PairMLP(nn.Module):
         out = torch.addmm(b[column : column + 1], hidden, w[column : column + 1].T).view(len(users), len(movies))
         return torch.sigmoid(out) if head == "rating" else out
 
+    @torch.no_grad()
+    def score_candidates(self, users: torch.Tensor, movies: torch.Tensor, head: str = "rating") -> torch.Tensor:
+        """Scores of each user's own candidate movies: users [B], movies [B, K] -> [B, K].
+
+        The re-ranking stage of two-stage scoring; the same folded layers as
+        score_matrix, over B x K pairs instead of B x n_movies.
+        """
+        layers = self._folded_layers()
+        (w, b), rest = layers[0], layers[1:]
+        width_user = self.user_embedding.embedding_dim + self.user_side.shape[1]
+        u = self.user_vector(users) @ w[:, :width_user].T
+        m = self.movie_vector(movies.reshape(-1)) @ w[:, width_user:].T + b
+        hidden = (u[:, None, :] + m.view(movies.shape[0], movies.shape[1], -1)).reshape(-1, w.shape[0]).relu_()
+        for w, b in rest[:-1]:
+            hidden = torch.addmm(b, hidden, w.T).relu_()
+        w, b = rest[-1]
+        column = 0 if head == "rating" else 1
+        out = torch.addmm(b[column : column + 1], hidden, w[column : column + 1].T).view(movies.shape)
+        return torch.sigmoid(out) if head == "rating" else out
+
     def _folded_layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(weight, bias) per linear layer with the following eval-mode batch norm folded in."""
         folded: list[tuple[torch.Tensor, torch.Tensor]] = []

@@ -275,6 +275,19 @@ class Recommender:
         parts = [self.module.score_matrix(users[i : i + step], movies, head) for i in range(0, len(users), step)]
         return torch.cat(parts) if parts else torch.empty((0, self.n_movies), device=self.device)
 
+    def score_candidates(self, users: torch.Tensor, movies: torch.Tensor) -> torch.Tensor:
+        """[B, K] scores of each user's own candidates (movies [B, K]), in pair-budget chunks."""
+        if self.module is None:
+            return self.score_tensor(users).gather(1, movies)
+        self.module.eval()
+        step = max(1, PAIRS_PER_BATCH.get(self.device.type, 1 << 15) // max(movies.shape[1], 1))
+        head = self.ranking_head
+        parts = [
+            self.module.score_candidates(users[i : i + step], movies[i : i + step], head)
+            for i in range(0, len(users), step)
+        ]
+        return torch.cat(parts) if parts else torch.empty(movies.shape, device=self.device)
+
     @property
     def ranking_head(self) -> str:
         """Neural models rank by their interaction head when it was trained, else by rating."""
