@@ -5,7 +5,8 @@ ratings, popularity skewed like the real one; generated in memory, never
 written or committed) is scored by:
 
 - the biased-MF scorer: every user against every movie (one matrix product
-  per user batch), seen movies excluded, top-N;
+  per user batch), seen movies excluded, top-N with reasons, shard by shard
+  (50,000 users each, as the pipeline runs them), each shard written to Parquet;
 - the two-stage MLP path: biased MF retrieves the top K candidates per user,
   neumf_features re-ranks them (on a sample of users: it is the slow one).
 
@@ -23,6 +24,7 @@ import argparse
 import contextlib
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -56,7 +58,8 @@ def synthetic(n_users: int, n_movies: int, n_ratings: int, seed: int = 0) -> tup
     rng = np.random.default_rng(seed)
     per_user = rng.poisson(max(n_ratings / n_users - 20, 1), n_users) + 20
     per_user = np.maximum((per_user * n_ratings / per_user.sum()).astype(np.int64), 1)
-    users = np.repeat(np.arange(n_users, dtype=np.int64), per_user)
+    # oversampled, then duplicates (a user rating a movie twice) dropped down to the asked count
+    users = np.repeat(np.arange(n_users, dtype=np.int64), (per_user * 1.3).astype(np.int64))
     popularity = 1.0 / np.arange(1, n_movies + 1) ** 0.9
     movies = rng.choice(n_movies, size=len(users), p=popularity / popularity.sum()).astype(np.int64)
     frame = pl.DataFrame(
@@ -66,7 +69,8 @@ def synthetic(n_users: int, n_movies: int, n_ratings: int, seed: int = 0) -> tup
             "rating": rng.integers(1, 11, len(users)).astype(np.float64) / 2,
             "timestamp": rng.integers(789_652_009, 1_574_327_703, len(users)),
         }
-    ).unique(["user_idx", "movie_idx"])
+    ).unique(["user_idx", "movie_idx"], keep="first", maintain_order=True)
+    frame = frame.sample(min(n_ratings, len(frame)), seed=seed).sort("user_idx")
     genres = (rng.random((n_movies, 20)) < 0.12).astype(np.float32)
     feats = Features(
         user_ids=np.arange(n_users),
@@ -119,6 +123,7 @@ def main() -> None:
     parser.add_argument("--top-n", type=int, default=100)
     parser.add_argument("--candidates", type=int, default=500, help="K of the two-stage path")
     parser.add_argument("--two-stage-users", type=int, default=20_000, help="users scored by the two-stage path")
+    parser.add_argument("--users-per-shard", type=int, default=50_000, help="as the pipeline's default")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     device = select_device(args.device)
@@ -131,8 +136,20 @@ def main() -> None:
     factors = mf.module.user_embedding.embedding_dim
     floor_s = 2 * args.users * args.movies * factors / (gflops * 1e9)
 
-    recs, mf_run = timed("biased_mf, all users", lambda: top_n(mf, ratings, args.top_n))
-    assert recs["user_idx"].n_unique() == args.users
+    def by_shards() -> int:
+        """Shard by shard as the pipeline's score stage runs them, each written to Parquet."""
+        rows = 0
+        with tempfile.TemporaryDirectory() as tmp:
+            for i, start in enumerate(range(0, args.users, args.users_per_shard)):
+                users = np.arange(start, min(start + args.users_per_shard, args.users))
+                recs = top_n(mf, ratings, args.top_n, users=users)
+                recs.write_parquet(Path(tmp) / f"shard-{i:05d}.parquet")
+                rows += recs.height
+        return rows
+
+    rows, mf_run = timed("biased_mf, all users", by_shards)
+    assert rows == args.users * args.top_n, rows
+    mf_run["users_per_shard"] = args.users_per_shard
     mf_run["users_per_s"] = round(args.users / mf_run["seconds"])
     mf_run["floor_s"] = round(floor_s, 2)
     mf_run["ratio_to_floor"] = round(mf_run["seconds"] / floor_s, 2)

@@ -80,6 +80,7 @@ def publish(
         pruned = [r for (r,) in con.execute(sql("publish/runs_beyond_kept"), {"keep_runs": keep_runs}).fetchall()]
         for old in pruned:
             con.execute("DELETE FROM recommendations WHERE run_id = ?", [old])
+            con.execute("UPDATE published_runs SET pruned_at = ? WHERE run_id = ?", [now, old])
         if pruned:
             log.info("dropped the rows of %d run(s) beyond the newest %d: %s", len(pruned), keep_runs, pruned)
         con.execute("COMMIT")

@@ -25,11 +25,11 @@ import numpy as np
 import polars as pl
 import torch
 
-from pipeline.models.registry import PAIRS_PER_BATCH, Recommender
+from pipeline.models.registry import SCORES_PER_BLOCK, Recommender
 
 log = logging.getLogger(__name__)
 
-HISTORY_FOR_REASONS = 50
+HISTORY_FOR_REASONS = 20  # a reason is the most similar of the user's 20 best-rated movies
 FAVOURITE_GENRES = 2  # a fallback list favours the user's this many best-rated genres
 
 
@@ -79,20 +79,24 @@ def top_n(
     started = time.perf_counter()
     train = ratings if train is None else train
     n_users, n_movies, device = model.n_users, model.n_movies, model.device
-    users = np.arange(n_users) if users is None else np.asarray(users, dtype=np.int64)
+    if users is None:
+        users = np.arange(n_users)
+    else:  # a shard: only its users' ratings are sorted and indexed below
+        users = np.asarray(users, dtype=np.int64)
+        ratings = ratings.filter(pl.col("user_idx").is_in(pl.Series(users)))
     seen = csr(ratings["user_idx"].to_numpy(), ratings["movie_idx"].to_numpy(), n_users)
     candidate = np.zeros(n_movies, dtype=bool)
     candidate[train["movie_idx"].unique().to_numpy()] = True
     history = np.bincount(train["user_idx"].to_numpy(), minlength=n_users)
     liked = _liked_history(ratings, n_users)
-    blocked = torch.tensor(~candidate, device=device)
+    blocked = torch.tensor(~candidate, device=device) if not candidate.all() else None
     item_vectors = _item_vectors(model, device)
 
     personal = users[history[users] >= max(min_history, 1)]
     cold = users[history[users] < max(min_history, 1)]
     two_stage = retriever is not None
     # score_tensor bounds the pairs per pass itself; this bounds the [batch, movies] matrix
-    batch = max(256, PAIRS_PER_BATCH.get(device.type, 1 << 15) // max(n_movies, 1))
+    batch = max(16, SCORES_PER_BLOCK.get(device.type, 1 << 22) // max(n_movies, 1))
     parts = []
     for i in range(0, len(personal), batch):
         chunk = personal[i : i + batch]
@@ -112,7 +116,8 @@ def top_n(
             log.info("scored %d/%d users", min(i + batch, len(personal)), len(personal))
     if len(cold):
         log.info("%d users with fewer than %d training ratings get the popularity fallback", len(cold), min_history)
-        parts.append(_fallback(train, cold, n, blocked, seen, genres, like_threshold, batch))
+        fallback = _Fallback(n_movies, device, blocked, seen, batch)
+        parts.append(fallback.rows(train, cold, n, genres, like_threshold))
     out = pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
     log.info(
         "top-%d for %d users (%s) in %.1fs",
@@ -125,10 +130,12 @@ def top_n(
 
 
 def _unseen(
-    scores: torch.Tensor, users: np.ndarray, blocked: torch.Tensor, seen: tuple[np.ndarray, np.ndarray]
+    scores: torch.Tensor, users: np.ndarray, blocked: torch.Tensor | None, seen: tuple[np.ndarray, np.ndarray]
 ) -> torch.Tensor:
     """Scores with non-candidates and each user's rated movies set to -inf."""
-    scores = scores.float().masked_fill_(blocked, float("-inf"))
+    scores = scores.float()
+    if blocked is not None:  # a full pass over the matrix, only when some movie is not a candidate
+        scores.masked_fill_(blocked, float("-inf"))
     rows, cols = _seen_pairs(users, seen)
     scores[torch.from_numpy(rows).to(scores.device), torch.from_numpy(cols).to(scores.device)] = float("-inf")
     return scores
@@ -172,56 +179,58 @@ def _rows(
             "is_fallback": np.zeros(len(movies), dtype=bool),
         }
     )
-    return frame.filter(pl.Series(valid))
+    return frame if valid.all() else frame.filter(pl.Series(valid))
 
 
-def _fallback(
-    train: pl.DataFrame,
-    users: np.ndarray,
-    n: int,
-    blocked: torch.Tensor,
-    seen: tuple[np.ndarray, np.ndarray],
-    genres: Genres | None,
-    like_threshold: float | None,
-    batch: int,
-) -> pl.DataFrame:
-    """The most popular unseen movies, those in the user's favourite genres first."""
-    device = blocked.device
-    n_movies = len(blocked)
-    popularity = np.bincount(train["movie_idx"].to_numpy(), minlength=n_movies).astype(np.float32)
-    popularity /= max(popularity.max(), 1.0)  # in [0, 1]: a genre match (+1) always comes first
-    favourite = _favourite_genres(train, users, genres, like_threshold)
-    parts = []
-    for i in range(0, len(users), batch):
-        chunk = users[i : i + batch]
-        scores = torch.from_numpy(popularity).to(device).expand(len(chunk), n_movies).clone()
-        if favourite is not None:
-            match = (favourite[i : i + batch] @ genres.multi_hot.T > 0).astype(np.float32)
-            scores += torch.from_numpy(match).to(device)
-        scores = _unseen(scores, chunk, blocked, seen)
-        top_scores, top_movies = torch.topk(scores, min(n, n_movies), dim=1)
-        k = top_movies.shape[1]
-        names = [None] * len(chunk)
-        if favourite is not None:
-            names = [
-                ", ".join(genres.names[g] for g in np.flatnonzero(row)) or None for row in favourite[i : i + batch]
-            ]
-        valid = torch.isfinite(top_scores).cpu().numpy().ravel()
-        frame = pl.DataFrame(
-            {
-                "user_idx": np.repeat(chunk, k),
-                "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), len(chunk)),
-                "movie_idx": top_movies.cpu().numpy().ravel(),
-                "score": top_scores.cpu().numpy().ravel().astype(np.float64),
-                "predicted": np.full(len(chunk) * k, np.nan),
-                "reason_movie_idx": np.full(len(chunk) * k, -1, dtype=np.int64),
-                "reason_rating": np.full(len(chunk) * k, np.nan),
-                "reason_genres": pl.Series(np.repeat(np.array(names, dtype=object), k), dtype=pl.String),
-                "is_fallback": np.ones(len(chunk) * k, dtype=bool),
-            }
-        )
-        parts.append(frame.filter(pl.Series(valid)))
-    return pl.concat(parts)
+@dataclass(frozen=True)
+class _Fallback:
+    """Where fallback lists are scored: catalogue size, device, exclusions, users per batch."""
+
+    n_movies: int
+    device: torch.device
+    blocked: torch.Tensor | None
+    seen: tuple[np.ndarray, np.ndarray]
+    batch: int
+
+    def rows(
+        self, train: pl.DataFrame, users: np.ndarray, n: int, genres: Genres | None, like_threshold: float | None
+    ) -> pl.DataFrame:
+        """The most popular unseen movies, those in the user's favourite genres first."""
+        n_movies, batch = self.n_movies, self.batch
+        popularity = np.bincount(train["movie_idx"].to_numpy(), minlength=n_movies).astype(np.float32)
+        popularity /= max(popularity.max(), 1.0)  # in [0, 1]: a genre match (+1) always comes first
+        favourite = _favourite_genres(train, users, genres, like_threshold)
+        parts = []
+        for i in range(0, len(users), batch):
+            chunk = users[i : i + batch]
+            scores = torch.from_numpy(popularity).to(self.device).expand(len(chunk), n_movies).clone()
+            if favourite is not None:
+                match = (favourite[i : i + batch] @ genres.multi_hot.T > 0).astype(np.float32)
+                scores += torch.from_numpy(match).to(self.device)
+            scores = _unseen(scores, chunk, self.blocked, self.seen)
+            top_scores, top_movies = torch.topk(scores, min(n, n_movies), dim=1)
+            k = top_movies.shape[1]
+            names = [None] * len(chunk)
+            if favourite is not None:
+                names = [
+                    ", ".join(genres.names[g] for g in np.flatnonzero(row)) or None for row in favourite[i : i + batch]
+                ]
+            valid = torch.isfinite(top_scores).cpu().numpy().ravel()
+            frame = pl.DataFrame(
+                {
+                    "user_idx": np.repeat(chunk, k),
+                    "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), len(chunk)),
+                    "movie_idx": top_movies.cpu().numpy().ravel(),
+                    "score": top_scores.cpu().numpy().ravel().astype(np.float64),
+                    "predicted": np.full(len(chunk) * k, np.nan),
+                    "reason_movie_idx": np.full(len(chunk) * k, -1, dtype=np.int64),
+                    "reason_rating": np.full(len(chunk) * k, np.nan),
+                    "reason_genres": pl.Series(np.repeat(np.array(names, dtype=object), k), dtype=pl.String),
+                    "is_fallback": np.ones(len(chunk) * k, dtype=bool),
+                }
+            )
+            parts.append(frame.filter(pl.Series(valid)))
+        return pl.concat(parts)
 
 
 def _favourite_genres(

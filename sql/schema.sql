@@ -99,3 +99,5 @@ ALTER TABLE model_runs ADD COLUMN IF NOT EXISTS protocol VARCHAR;
 ALTER TABLE published_runs ADD COLUMN IF NOT EXISTS logical_date TIMESTAMP;
 -- Whether a row comes from the popularity fallback (too little history for the model).
 ALTER TABLE recommendations ADD COLUMN IF NOT EXISTS is_fallback BOOLEAN;
+-- When a run's rows were dropped for being older than the kept runs (NULL: rows kept).
+ALTER TABLE published_runs ADD COLUMN IF NOT EXISTS pruned_at TIMESTAMP;

@@ -108,6 +108,8 @@ def test_only_the_newest_keep_runs_runs_keep_their_rows(con, tmp_path: Path) -> 
     kept = con.execute("SELECT DISTINCT run_id FROM recommendations ORDER BY 1").fetchall()
     assert kept == [("run-3",), ("run-4",), ("run-5",)]
     assert con.execute("SELECT count(*) FROM published_runs").fetchall() == [(5,)]  # the log stays whole
+    pruned = con.execute("SELECT run_id FROM published_runs WHERE pruned_at IS NOT NULL ORDER BY 1").fetchall()
+    assert pruned == [("run-1",), ("run-2",)]
     assert {r[0] for r in _current(con)} == {"run-5"}
 
 

@@ -46,6 +46,9 @@ class Dropout(nn.Dropout):
 
 
 class PairMLP(nn.Module):
+    # score_matrix holds a [pairs, hidden] activation: callers split users by a pair budget
+    hidden_per_pair = True
+
     def __init__(
         self,
         n_users: int,
@@ -91,7 +94,9 @@ class PairMLP(nn.Module):
         return self.outputs(users, movies)[0]
 
     @torch.no_grad()
-    def score_matrix(self, users: torch.Tensor, movies: torch.Tensor, head: str = "rating") -> torch.Tensor:
+    def score_matrix(
+        self, users: torch.Tensor, movies: torch.Tensor | None = None, head: str = "rating"
+    ) -> torch.Tensor:
         """Scores of every (user, movie) pair as a [users, movies] matrix, in eval mode.
 
         Batch norm (an affine map in eval mode) is folded into the linear layer
@@ -102,6 +107,8 @@ class PairMLP(nn.Module):
         layers = self._folded_layers()
         (w, b), rest = layers[0], layers[1:]
         width_user = self.user_embedding.embedding_dim + self.user_side.shape[1]
+        if movies is None:
+            movies = torch.arange(self.movie_embedding.num_embeddings, device=users.device)
         u = self.user_vector(users) @ w[:, :width_user].T
         m = self.movie_vector(movies) @ w[:, width_user:].T + b
         hidden = (u[:, None, :] + m[None, :, :]).reshape(-1, w.shape[0]).relu_()

@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 # Pairs scored per forward pass by the all-pairs scorers: on the CPU ~16 MB of
 # hidden activations stays in cache (measured fastest here); a GPU wants more.
 PAIRS_PER_BATCH = {"cpu": 1 << 15, "cuda": 1 << 22}
+# scores held at once when ranking every movie: 2^24 floats (64 MiB; 284 users of a
+# 59,000-movie catalogue), large enough for an efficient matrix product, small next to the data
+SCORES_PER_BLOCK = {"cpu": 1 << 24, "cuda": 1 << 27}
 
 
 @dataclass(frozen=True)
@@ -269,10 +272,13 @@ class Recommender:
         if self.module is None:
             return torch.from_numpy(np.array(self.solver.scores(users.cpu().numpy()), np.float32)).to(self.device)
         self.module.eval()
-        movies = torch.arange(self.n_movies, device=self.device)
-        step = max(1, PAIRS_PER_BATCH.get(self.device.type, 1 << 15) // max(self.n_movies, 1))
+        step = len(users)
+        if self.module.hidden_per_pair:
+            step = max(1, PAIRS_PER_BATCH.get(self.device.type, 1 << 15) // max(self.n_movies, 1))
         head = self.ranking_head
-        parts = [self.module.score_matrix(users[i : i + step], movies, head) for i in range(0, len(users), step)]
+        parts = [self.module.score_matrix(users[i : i + step], None, head) for i in range(0, len(users), step)]
+        if len(parts) == 1:
+            return parts[0]
         return torch.cat(parts) if parts else torch.empty((0, self.n_movies), device=self.device)
 
     def score_candidates(self, users: torch.Tensor, movies: torch.Tensor) -> torch.Tensor:
