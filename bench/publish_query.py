@@ -29,6 +29,9 @@ import duckdb
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from score_speed import add_shape_arguments
 
 from pipeline import serving, warehouse
 from pipeline.config import PROJECT_ROOT, SQL_DIR
@@ -96,10 +99,7 @@ def latencies(target: Path, users: np.ndarray, reconnect: bool) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=162_000)
-    parser.add_argument("--movies", type=int, default=59_000)
-    parser.add_argument("--ratings", type=int, default=25_000_000)
-    parser.add_argument("--top-n", type=int, default=100)
+    add_shape_arguments(parser)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--folder", type=Path, default=PROJECT_ROOT / "var" / "bench" / "publish_query")
     args = parser.parse_args()

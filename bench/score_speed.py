@@ -53,6 +53,14 @@ def _reset_peak() -> None:
         Path("/proc/self/clear_refs").write_text("5")
 
 
+def add_shape_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ml-25m shape the scale benchmarks share (issue 5), and N."""
+    parser.add_argument("--users", type=int, default=162_000)
+    parser.add_argument("--movies", type=int, default=59_000)
+    parser.add_argument("--ratings", type=int, default=25_000_000)
+    parser.add_argument("--top-n", type=int, default=100)
+
+
 def synthetic(n_users: int, n_movies: int, n_ratings: int, seed: int = 0) -> tuple[pl.DataFrame, Features]:
     """Ratings with Zipf-like movie popularity and per-user counts around the mean; genres at random."""
     rng = np.random.default_rng(seed)
@@ -117,10 +125,7 @@ def timed(label: str, fn) -> tuple[pl.DataFrame, dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=162_000)
-    parser.add_argument("--movies", type=int, default=59_000)
-    parser.add_argument("--ratings", type=int, default=25_000_000)
-    parser.add_argument("--top-n", type=int, default=100)
+    add_shape_arguments(parser)
     parser.add_argument("--candidates", type=int, default=500, help="K of the two-stage path")
     parser.add_argument("--two-stage-users", type=int, default=20_000, help="users scored by the two-stage path")
     parser.add_argument("--users-per-shard", type=int, default=50_000, help="as the pipeline's default")

@@ -12,6 +12,7 @@ REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".airflow"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
+import duckdb  # noqa: E402
 import pytest  # noqa: E402
 
 import pipeline  # noqa: F401, E402  (quiets GX logging before any test imports it)
@@ -69,3 +70,15 @@ def webhook_server() -> Iterator[tuple[str, list[dict]]]:
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}/hooks/dq", received
     server.shutdown()
+
+
+@pytest.fixture
+def con(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A real warehouse with 20 movies and two users' ratings (user 1 rated movie 1, user 2 movie 2)."""
+    from pipeline import warehouse
+
+    con = warehouse.connect(tmp_path / "wh.duckdb")
+    con.execute("CREATE TABLE movies AS SELECT range AS movie_id, 'Film ' || range AS title FROM range(1, 21)")
+    con.execute("CREATE TABLE ratings AS SELECT * FROM (VALUES (1, 1, 5.0), (2, 2, 4.0)) t(user_id, movie_id, rating)")
+    yield con
+    con.close()

@@ -4,17 +4,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipeline import warehouse
 from pipeline.publish import PublishGateError, publish
-
-
-@pytest.fixture
-def con(tmp_path: Path):
-    con = warehouse.connect(tmp_path / "wh.duckdb")
-    con.execute("CREATE TABLE movies AS SELECT range AS movie_id, 'Film ' || range AS title FROM range(1, 21)")
-    con.execute("CREATE TABLE ratings AS SELECT * FROM (VALUES (1, 1, 5.0), (2, 2, 4.0)) t(user_id, movie_id, rating)")
-    yield con
-    con.close()
 
 
 def _recs(tmp_path: Path, name: str, first_movie: int = 3, users=(1, 2), n: int = 5) -> Path:

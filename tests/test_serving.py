@@ -11,22 +11,13 @@ import duckdb
 import polars as pl
 import pytest
 
-from pipeline import serving, warehouse
+from pipeline import serving
 from pipeline.cli import main
 from pipeline.publish import publish
 from tests.synthetic import make, write_ml1m
 
 N_USERS, N = 30, 10
 READER = Path(__file__).with_name("serving_reader.py")
-
-
-@pytest.fixture
-def con(tmp_path: Path):
-    con = warehouse.connect(tmp_path / "wh.duckdb")
-    con.execute("CREATE TABLE movies AS SELECT range AS movie_id, 'Film ' || range AS title FROM range(1, 21)")
-    con.execute("CREATE TABLE ratings AS SELECT * FROM (VALUES (1, 1, 5.0), (2, 2, 4.0)) t(user_id, movie_id, rating)")
-    yield con
-    con.close()
 
 
 def _publish(con, tmp_path: Path, run_id: str, first_movie: int) -> None:
