@@ -98,18 +98,20 @@ def top_n(
     # score_tensor bounds the pairs per pass itself; this bounds the [batch, movies] matrix
     batch = max(16, SCORES_PER_BLOCK.get(device.type, 1 << 22) // max(n_movies, 1))
     parts = []
+    buffer = torch.empty((min(batch, len(personal)), n_movies), device=device)  # reused by matrix-product scorers
     for i in range(0, len(personal), batch):
         chunk = personal[i : i + batch]
         u = torch.from_numpy(chunk).to(device)
+        out = buffer[: len(chunk)]
         if two_stage:
-            pool = _unseen(retriever.score_tensor(u), chunk, blocked, seen)
+            pool = _unseen(retriever.score_tensor(u, out), chunk, blocked, seen)
             pool_scores, pool_movies = torch.topk(pool, min(candidates, n_movies), dim=1)
             scores = model.score_candidates(u, pool_movies).float()
             scores = scores.masked_fill(~torch.isfinite(pool_scores), float("-inf"))
             top_scores, at = torch.topk(scores, min(n, scores.shape[1]), dim=1)
             top_movies = pool_movies.gather(1, at)
         else:
-            scores = _unseen(model.score_tensor(u), chunk, blocked, seen)
+            scores = _unseen(model.score_tensor(u, out), chunk, blocked, seen)
             top_scores, top_movies = torch.topk(scores, min(n, n_movies), dim=1)
         parts.append(_rows(model, chunk, top_scores, top_movies, liked, item_vectors))
         if (i // batch) % 50 == 0:

@@ -267,15 +267,16 @@ class Recommender:
         return self.solver.predict(np.asarray(users), np.asarray(movies)).astype(np.float32)
 
     @torch.no_grad()
-    def score_tensor(self, users: torch.Tensor) -> torch.Tensor:
-        """[len(users), n_movies] scores on the model's device (higher ranks first)."""
+    def score_tensor(self, users: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """[len(users), n_movies] scores on the model's device (higher ranks first); written into
+        `out` (a reused [len(users), n_movies] buffer) where the model's scorer is one matrix product."""
         if self.module is None:
             return torch.from_numpy(np.array(self.solver.scores(users.cpu().numpy()), np.float32)).to(self.device)
         self.module.eval()
-        step = len(users)
-        if self.module.hidden_per_pair:
-            step = max(1, PAIRS_PER_BATCH.get(self.device.type, 1 << 15) // max(self.n_movies, 1))
         head = self.ranking_head
+        if not self.module.hidden_per_pair:
+            return self.module.score_matrix(users, None, head, out=out)
+        step = max(1, PAIRS_PER_BATCH.get(self.device.type, 1 << 15) // max(self.n_movies, 1))
         parts = [self.module.score_matrix(users[i : i + step], None, head) for i in range(0, len(users), step)]
         if len(parts) == 1:
             return parts[0]
