@@ -1,7 +1,7 @@
 """
 ### MovieLens nightly recommendations
 
-`fetch → validate → load → features → split → train → evaluate → fit_champion →
+`fetch → validate → load → forward_evaluate → features → split → train → evaluate → fit_champion →
 score_shard (mapped: one task per user shard) → publish → report`
 
 Validates the raw MovieLens files with Great Expectations, loads them into the
@@ -41,6 +41,7 @@ TRANSIENT = {"retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponenti
 STAGES_BEFORE_SCORING = (
     ("validate", {"retries": 0}),
     ("load", TRANSIENT),
+    ("forward_evaluate", {}),
     ("features", {}),
     ("split", {}),
     ("train", {}),

@@ -17,7 +17,10 @@ from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
 
 def rating_metrics(pred01: np.ndarray, true01: np.ndarray, rating_max: float) -> dict[str, float]:
-    """RMSE/MAE/R² on the model's [0, 1] scale, and RMSE/MAE in stars."""
+    """RMSE/MAE/R² on the model's [0, 1] scale, and RMSE/MAE in stars (None without test rows:
+    an early as-of date can leave none)."""
+    if len(true01) == 0:
+        return dict.fromkeys(("rmse", "mae", "r2", "rmse_stars", "mae_stars"))
     rmse = float(np.sqrt(mean_squared_error(true01, pred01)))
     mae = float(mean_absolute_error(true01, pred01))
     return {
@@ -38,6 +41,8 @@ def rerank_metrics(
     from the same top-k relevances sorted (the notebooks' formula).
     """
     users = np.asarray(users)
+    if len(users) == 0:  # nothing to rank (an early as-of date can leave no test rows)
+        return dict.fromkeys((f"precision@{k}", f"recall@{k}", f"f1@{k}", f"ndcg@{k}")) | {"users_ranked": 0}
     order = np.lexsort((-np.asarray(scores), users))  # by user, then score descending
     u, rel = users[order], (np.asarray(ratings)[order] >= relevant_at).astype(np.float64)
     starts = np.flatnonzero(np.r_[True, u[1:] != u[:-1]])

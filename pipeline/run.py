@@ -17,7 +17,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from pipeline import alerts, serving, warehouse
+from pipeline import alerts, forward, serving, warehouse
 from pipeline.champion import (
     ChampionGateError,
     choose_champion,
@@ -177,6 +177,16 @@ def load(run_dir: str) -> str:
         counts = load_staged(con, Path(run_dir) / "staged", datetime.fromisoformat(cfg.logical_date))
     if not counts.get("ratings"):
         raise RuntimeError(f"no ratings before {cfg.logical_date}: nothing to train on")
+    return run_dir
+
+
+def forward_evaluate(run_dir: str) -> str:
+    """Score the lists published before this run against the ratings that arrived since (forward_metrics)."""
+    cfg, layout = _cfg(run_dir), _layout(run_dir)
+    with warehouse.connect(cfg.warehouse) as con:
+        forward.evaluate_previous(
+            con, cfg.run_id, datetime.fromisoformat(cfg.logical_date), layout.scale.like_threshold
+        )
     return run_dir
 
 
@@ -461,7 +471,7 @@ def report(run_dir: str) -> str:
     return run_dir
 
 
-STAGES = (fetch, validate, load, features, split, train, evaluate, score, publish, report)
+STAGES = (fetch, validate, load, forward_evaluate, features, split, train, evaluate, score, publish, report)
 
 
 def run_all(run_dir: str, until: str | None = None) -> str:

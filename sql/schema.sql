@@ -101,3 +101,24 @@ ALTER TABLE published_runs ADD COLUMN IF NOT EXISTS logical_date TIMESTAMP;
 ALTER TABLE recommendations ADD COLUMN IF NOT EXISTS is_fallback BOOLEAN;
 -- When a run's rows were dropped for being older than the kept runs (NULL: rows kept).
 ALTER TABLE published_runs ADD COLUMN IF NOT EXISTS pruned_at TIMESTAMP;
+
+-- Added by the operations work (issue 6): forward evaluation, one row per run
+-- that found an earlier published run to judge (EVALUATION.md, C).
+CREATE TABLE IF NOT EXISTS forward_metrics (
+    run_id           VARCHAR NOT NULL,   -- the run that measured
+    evaluated_run_id VARCHAR NOT NULL,   -- the published run whose lists were judged
+    model            VARCHAR,
+    window_start     TIMESTAMP NOT NULL, -- that run's logical date
+    window_end       TIMESTAMP NOT NULL, -- this run's logical date
+    top_n            INTEGER NOT NULL,
+    active_users     BIGINT NOT NULL,    -- users who rated anything in the window
+    users_with_list  BIGINT NOT NULL,
+    hit_rate         DOUBLE,
+    recall           DOUBLE,
+    ndcg             DOUBLE,
+    liked_users      BIGINT NOT NULL,    -- active users with a rating >= 80% of the scale's max
+    liked_hit_rate   DOUBLE,
+    liked_recall     DOUBLE,
+    liked_ndcg       DOUBLE,
+    computed_at      TIMESTAMP NOT NULL
+);

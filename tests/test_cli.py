@@ -89,3 +89,23 @@ def test_bad_data_exits_2_raises_alert_and_keeps_published_recommendations(datas
         ).fetchall()
     assert after == before
     assert [(c, sev) for c, sev, samples in alerts if "1" in samples] == [("movie_id", "critical")]
+
+
+def test_a_later_run_scores_the_earlier_published_lists_on_the_ratings_made_in_between(dataset, tmp_path) -> None:
+    wh = tmp_path / "wh.duckdb"
+    common = ["--dataset", str(dataset), "--warehouse", str(wh), "--top-n", str(N), "--models", "most_popular"]
+    # synthetic ratings run from 2001-09-09 for about four months
+    assert main(["run", *common, "--run-id", "october", "--logical-date", "2001-10-15"]) == 0
+    assert main(["run", *common, "--run-id", "december", "--logical-date", "2001-12-31"]) == 0
+    with duckdb.connect(str(wh), read_only=True) as con:
+        rows = con.execute(
+            "SELECT run_id, evaluated_run_id, window_start, window_end, active_users, hit_rate FROM forward_metrics"
+        ).fetchall()
+        in_window = con.execute(
+            "SELECT count(DISTINCT user_id) FROM ratings WHERE rated_at >= TIMESTAMPTZ '2001-10-15 00:00:00+00'"
+        ).fetchall()[0][0]
+    assert len(rows) == 1
+    run_id, evaluated, start, end, active, hit_rate = rows[0]
+    assert (run_id, evaluated) == ("december", "october")
+    assert (start.isoformat(), end.isoformat()) == ("2001-10-15T00:00:00", "2001-12-31T00:00:00")
+    assert active == in_window > 0 and 0 <= hit_rate <= 1

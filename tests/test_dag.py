@@ -15,7 +15,7 @@ from tests.conftest import REPO, shared_dataset
 from tests.synthetic import make, write_ml1m
 
 DAG_FILE = REPO / "dags" / "movielens_nightly.py"
-CHAIN = ["fetch", "validate", "load", "features", "split", "train", "evaluate", "fit_champion"]
+CHAIN = ["fetch", "validate", "load", "forward_evaluate", "features", "split", "train", "evaluate", "fit_champion"]
 
 
 def test_dag_file_imports_nothing_heavy_at_parse_time() -> None:

@@ -60,3 +60,15 @@ def test_full_ranking_metrics_by_hand() -> None:
     assert m["map@2"] == pytest.approx(0.5) and m["hit_rate@2"] == 1.0 and m["precision@2"] == 0.5
     assert m["coverage@1"] == pytest.approx(2 / 5) and m["coverage@2"] == pytest.approx(3 / 5)
     assert m["users_evaluated"] == 2 and m["candidate_movies"] == 5 and m["users_without_relevant_test_item"] == 0
+
+
+def test_metrics_of_an_empty_test_split_are_none_not_an_error() -> None:
+    empty = np.array([])
+    assert rerank_metrics(empty, empty, empty, 4.0) == {
+        "precision@10": None,
+        "recall@10": None,
+        "f1@10": None,
+        "ndcg@10": None,
+        "users_ranked": 0,
+    }
+    assert set(rating_metrics(empty, empty, 5.0).values()) == {None}

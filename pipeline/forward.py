@@ -1,0 +1,87 @@
+"""Forward evaluation: how the lists already published did against what users rated next.
+
+Offline protocols judge a model on held-out history; this judges the product.
+A run for logical date D takes the newest earlier published run (logical date
+D' < D) and scores its lists against the ratings made in [D', D), which the
+warehouse has just loaded (EVALUATION.md, section C). One row per run goes to
+`forward_metrics`; a backfill therefore leaves one row per replayed interval.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import duckdb
+
+from pipeline.sqlfiles import sql
+
+log = logging.getLogger(__name__)
+
+COLUMNS = (
+    "active_users",
+    "users_with_list",
+    "hit_rate",
+    "recall",
+    "ndcg",
+    "liked_users",
+    "liked_hit_rate",
+    "liked_recall",
+    "liked_ndcg",
+)
+
+
+def evaluate_previous(
+    con: duckdb.DuckDBPyConnection, run_id: str, logical_date: datetime, like: float
+) -> dict[str, Any] | None:
+    """Judge the newest run published before `logical_date` (other than this run); record and return
+    its metrics, or None when there is no earlier published run."""
+    end = logical_date.astimezone(UTC).replace(tzinfo=None) if logical_date.tzinfo else logical_date
+    earlier = con.execute(
+        "SELECT run_id, logical_date, model FROM published_runs "
+        "WHERE pruned_at IS NULL AND logical_date < ? AND run_id <> ? "
+        "ORDER BY logical_date DESC, published_at DESC, run_id DESC LIMIT 1",
+        [end, run_id],
+    ).fetchall()
+    if not earlier:
+        log.info("forward evaluation: no run published before %s to judge", end)
+        return None
+    evaluated, start, model = earlier[0]
+    top_n = con.execute("SELECT max(rank) FROM recommendations WHERE run_id = ?", [evaluated]).fetchall()[0][0]
+    values = con.execute(
+        sql("forward/metrics"),
+        {"evaluated_run_id": evaluated, "window_start": start, "window_end": end, "top_n": top_n, "like": like},
+    ).fetchall()[0]
+    row = {"run_id": run_id, "evaluated_run_id": evaluated, "model": model, "window_start": start}
+    row |= {"window_end": end, "top_n": top_n} | dict(zip(COLUMNS, values, strict=True))
+    row["computed_at"] = datetime.now(UTC).replace(tzinfo=None)
+    con.execute("BEGIN")
+    try:
+        con.execute("DELETE FROM forward_metrics WHERE run_id = ?", [run_id])  # a re-run replaces its row
+        names = ", ".join(row)
+        con.execute(f"INSERT INTO forward_metrics ({names}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    log.info(
+        "forward evaluation of %s (%s, lists of %d) over [%s, %s): %d active users, hit rate %s, recall@%d %s, "
+        "ndcg@%d %s",
+        evaluated,
+        model,
+        top_n,
+        start,
+        end,
+        row["active_users"],
+        _fmt(row["hit_rate"]),
+        top_n,
+        _fmt(row["recall"]),
+        top_n,
+        _fmt(row["ndcg"]),
+    )
+    return row
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
