@@ -1,8 +1,9 @@
 """
 ### MovieLens nightly recommendations
 
-`fetch → validate → load → forward_evaluate → features → split → train → evaluate → fit_champion →
-score_shard (mapped: one task per user shard) → publish → report`
+`fetch → validate → load → forward_evaluate → features → split → train_model (mapped: one task per
+model) → evaluate → fit_champion → score_shard (mapped: one task per user shard) → publish → report`.
+`publish` updates the Asset `movielens_current_recommendations`, which downstream DAGs can be scheduled on.
 
 Validates the raw MovieLens files with Great Expectations, loads them into the
 DuckDB warehouse as of the run's data-interval end, trains every configured
@@ -30,7 +31,7 @@ import os
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Asset, Param, dag, get_current_context, task
 
 from pipeline.config import ALL_MODELS  # names only: config imports no model or data code
 
@@ -38,18 +39,24 @@ TRANSIENT = {"retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponenti
 
 # Each stage is pipeline.run.<name>(run_dir) -> run_dir. Validation never
 # retries (bad data stays bad); steps that touch files or the warehouse may.
-STAGES_BEFORE_SCORING = (
+STAGES_BEFORE_TRAINING = (
     ("validate", {"retries": 0}),
     ("load", TRANSIENT),
     ("forward_evaluate", {}),
     ("features", {}),
     ("split", {}),
-    ("train", {}),
+)
+STAGES_BEFORE_SCORING = (
     ("evaluate", {}),
     ("fit_champion", {}),
 )
+
+# What downstream DAGs can be scheduled on: the consumers' table, in the serving file.
+RECOMMENDATIONS = Asset(
+    name="movielens_current_recommendations", uri="duckdb://movielens/serving/current_recommendations"
+)
 STAGES_AFTER_SCORING = (
-    ("publish", TRANSIENT),
+    ("publish", TRANSIENT | {"outlets": [RECOMMENDATIONS]}),
     ("report", {}),
 )
 
@@ -133,12 +140,25 @@ def movielens_nightly() -> None:
             raise AirflowFailException(str(exc)) from exc
 
     @task
+    def model_names(run_dir: str) -> list[str]:
+        from pipeline import run
+
+        return run.model_names(run_dir)
+
+    @task(map_index_template="{{ name }}")
+    def train_model(run_dir: str, name: str) -> str:
+        """One model through both evaluation protocols; one mapped task per model."""
+        from pipeline import run
+
+        return run.train_model(run_dir, name)
+
+    @task
     def score_shards(run_dir: str) -> list[int]:
         from pipeline import run
 
         return run.score_shards(run_dir)
 
-    @task(**TRANSIENT)
+    @task(map_index_template="shard {{ shard }}", **TRANSIENT)
     def score_shard(run_dir: str, shard: int) -> str:
         """One user range of the top-N lists; one mapped task per shard."""
         from pipeline import run
@@ -146,7 +166,13 @@ def movielens_nightly() -> None:
         return run.score_shard(run_dir, shard)
 
     run_dir = fetch()
-    for name, settings in STAGES_BEFORE_SCORING:
+    for name, settings in STAGES_BEFORE_TRAINING:
+        run_dir = _stage(name, settings)(run_dir)
+    trained = train_model.partial(run_dir=run_dir).expand(name=model_names(run_dir))
+    evaluated = _stage(*STAGES_BEFORE_SCORING[0])(run_dir)
+    trained >> evaluated
+    run_dir = evaluated
+    for name, settings in STAGES_BEFORE_SCORING[1:]:
         run_dir = _stage(name, settings)(run_dir)
     scored = score_shard.partial(run_dir=run_dir).expand(shard=score_shards(run_dir))
     after = _stage(*STAGES_AFTER_SCORING[0])(run_dir)

@@ -218,6 +218,11 @@ def _model_dir(run_dir: str, name: str) -> Path:
     return Path(run_dir) / "models" / name
 
 
+def model_names(run_dir: str) -> list[str]:
+    """The run's models; Airflow maps train_model over them."""
+    return list(_cfg(run_dir).models)
+
+
 def train(run_dir: str) -> str:
     """Every configured model through both protocols (the champion's production fit is score's)."""
     cfg = _cfg(run_dir)
