@@ -26,7 +26,9 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import polars as pl
@@ -38,6 +40,8 @@ from pipeline.features import Features
 from pipeline.models import registry
 from pipeline.recommend import top_n
 from pipeline.train import select_device
+
+T = TypeVar("T")
 
 
 def _rss_mb(field: str) -> float:
@@ -112,7 +116,7 @@ def model(name: str, feats: Features, device: torch.device, overrides: dict | No
     return rec
 
 
-def timed(label: str, fn) -> tuple[pl.DataFrame, dict]:
+def timed(label: str, fn: Callable[[], T]) -> tuple[T, dict]:
     _reset_peak()
     before = _rss_mb("VmRSS")
     started = time.perf_counter()

@@ -25,6 +25,7 @@ import duckdb
 import pandas as pd
 
 from pipeline.validate import CheckResult
+from pipeline.warehouse import transaction
 
 log = logging.getLogger("pipeline.alerts")
 
@@ -106,8 +107,7 @@ def record_checks(
     """Write checks, alerts and quarantined rows for `run_id` in one transaction; return the alert count."""
     now = datetime.now(UTC).replace(tzinfo=None)
     failures = [r for r in results if not r.success]
-    con.execute("BEGIN")
-    try:
+    with transaction(con):
         for table in ("dq_results", "dq_alerts", "dq_quarantine"):
             con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
         if results:
@@ -158,10 +158,6 @@ def record_checks(
                 [run_id, now],
             )
             con.unregister("quarantine_frame")
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
     return len(failures)
 
 

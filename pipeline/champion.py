@@ -19,6 +19,7 @@ import duckdb
 
 from pipeline.config import RunConfig
 from pipeline.sqlfiles import sql
+from pipeline.warehouse import transaction
 
 log = logging.getLogger(__name__)
 
@@ -107,18 +108,13 @@ def record_model_runs(
                 rows.append(
                     (*base, json.dumps(metrics), r["device"], r["seconds"], r["model"] == champion, now, protocol)
                 )
-    con.execute("BEGIN")
-    try:
+    with transaction(con):
         con.execute("DELETE FROM model_runs WHERE run_id = ?", [cfg.run_id])
         con.executemany(
             "INSERT INTO model_runs (run_id, logical_date, dataset, model, params, metrics, device, seconds, "
             "is_champion, created_at, protocol) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
 
 
 COLUMNS = (

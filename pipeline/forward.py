@@ -16,6 +16,7 @@ from typing import Any
 import duckdb
 
 from pipeline.sqlfiles import sql
+from pipeline.warehouse import transaction
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +33,11 @@ COLUMNS = (
 )
 
 
-def evaluate_previous(
-    con: duckdb.DuckDBPyConnection, run_id: str, logical_date: datetime, like: float
-) -> dict[str, Any] | None:
-    """Judge the newest run published before `logical_date` (other than this run); record and return
-    its metrics, or None when there is no earlier published run."""
-    end = logical_date.astimezone(UTC).replace(tzinfo=None) if logical_date.tzinfo else logical_date
+def evaluate_previous(con: duckdb.DuckDBPyConnection, run_id: str, end: datetime, like: float) -> dict[str, Any] | None:
+    """Judge the newest run published before this run's logical date `end` (naive UTC, as
+    published_runs stores it); record and return its metrics, or None when there is no earlier run."""
     earlier = con.execute(
-        "SELECT run_id, logical_date, model FROM published_runs "
-        "WHERE pruned_at IS NULL AND logical_date < ? AND run_id <> ? "
-        "ORDER BY logical_date DESC, published_at DESC, run_id DESC LIMIT 1",
+        "SELECT run_id, logical_date, model FROM kept_runs WHERE logical_date < ? AND run_id <> ? ORDER BY age LIMIT 1",
         [end, run_id],
     ).fetchall()
     if not earlier:
@@ -56,15 +52,10 @@ def evaluate_previous(
     row = {"run_id": run_id, "evaluated_run_id": evaluated, "model": model, "window_start": start}
     row |= {"window_end": end, "top_n": top_n} | dict(zip(COLUMNS, values, strict=True))
     row["computed_at"] = datetime.now(UTC).replace(tzinfo=None)
-    con.execute("BEGIN")
-    try:
+    with transaction(con):
         con.execute("DELETE FROM forward_metrics WHERE run_id = ?", [run_id])  # a re-run replaces its row
         names = ", ".join(row)
         con.execute(f"INSERT INTO forward_metrics ({names}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
     log.info(
         "forward evaluation of %s (%s, lists of %d) over [%s, %s): %d active users, hit rate %s, recall@%d %s, "
         "ndcg@%d %s",

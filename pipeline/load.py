@@ -9,6 +9,7 @@ from pathlib import Path
 import duckdb
 
 from pipeline.sqlfiles import sql
+from pipeline.warehouse import transaction
 
 log = logging.getLogger(__name__)
 
@@ -19,8 +20,7 @@ AS_OF_KINDS = ("ratings", "tags")
 def load_staged(con: duckdb.DuckDBPyConnection, staged_dir: Path, as_of: datetime) -> dict[str, int]:
     """Replace the data tables from staged/<kind>/*.parquet; return row counts per table."""
     counts: dict[str, int] = {}
-    con.execute("BEGIN")
-    try:
+    with transaction(con):
         for kind in KINDS:
             parts = Path(staged_dir) / kind
             if not any(parts.glob("*.parquet")):
@@ -31,9 +31,5 @@ def load_staged(con: duckdb.DuckDBPyConnection, staged_dir: Path, as_of: datetim
                 params["as_of"] = int(as_of.timestamp())
             con.execute(sql(f"load/{kind}"), params)
             counts[kind] = con.execute(f"SELECT count(*) FROM {kind}").fetchall()[0][0]
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
     log.info("loaded %s", ", ".join(f"{k}: {v:,} rows" for k, v in counts.items()))
     return counts

@@ -18,6 +18,7 @@ from pathlib import Path
 import duckdb
 
 from pipeline.sqlfiles import sql
+from pipeline.warehouse import transaction
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,7 @@ def publish(
     if keep_runs < 1:
         raise ValueError(f"keep_runs must be at least 1 (the current run), got {keep_runs}")
     now = datetime.now(UTC).replace(tzinfo=None)
-    con.execute("BEGIN")
-    try:
+    with transaction(con):
         replaced = [
             r
             for (r,) in con.execute(
@@ -54,7 +54,7 @@ def publish(
         for old in replaced:
             con.execute("DELETE FROM recommendations WHERE run_id = ?", [old])
             con.execute("DELETE FROM published_runs WHERE run_id = ?", [old])
-        if [r for r in replaced if r != run_id]:
+        if any(r != run_id for r in replaced):
             log.info("run %s replaces %s, published earlier for the same logical date", run_id, replaced)
         con.execute(
             sql("publish/insert_recommendations"),
@@ -83,9 +83,5 @@ def publish(
             con.execute("UPDATE published_runs SET pruned_at = ? WHERE run_id = ?", [now, old])
         if pruned:
             log.info("dropped the rows of %d run(s) beyond the newest %d: %s", len(pruned), keep_runs, pruned)
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
     log.info("published run %s: %d rows for %d users", run_id, n_rows, n_users)
     return int(n_rows)

@@ -160,25 +160,44 @@ def _rows(
     liked: tuple[np.ndarray, np.ndarray],
     item_vectors: torch.Tensor | None,
 ) -> pl.DataFrame:
-    k = top_movies.shape[1]
+    """A batch's personal lists: predicted ratings where the model has them, a reason movie per row."""
     reason_movie, reason_rating = _reasons(users, top_movies, liked, item_vectors)
     movies = top_movies.cpu().numpy().ravel()
     valid = torch.isfinite(top_scores).cpu().numpy().ravel()
-    flat_users = np.repeat(users, k)
+    flat_users = np.repeat(users, top_movies.shape[1])
     predicted = np.full(len(movies), np.nan)
     if model.spec.predicts_ratings and valid.any():
         predicted[valid] = model.predict(flat_users[valid], movies[valid])
+    return _frame(users, top_scores, top_movies, predicted, reason_movie.ravel(), reason_rating.ravel(), None, False)
+
+
+def _frame(
+    users: np.ndarray,
+    top_scores: torch.Tensor,
+    top_movies: torch.Tensor,
+    predicted: np.ndarray,
+    reason_movie: np.ndarray,
+    reason_rating: np.ndarray,
+    reason_genres: list[str | None] | None,
+    is_fallback: bool,
+) -> pl.DataFrame:
+    """One row per (user, rank) of a batch's top-k; rows past a user's last real candidate (-inf) dropped.
+    `reason_genres` has one entry per user (None: no genre reason)."""
+    k = top_movies.shape[1]
+    size = len(users) * k
+    valid = torch.isfinite(top_scores).cpu().numpy().ravel()
+    genres = np.repeat(np.array(reason_genres if reason_genres is not None else [None] * len(users), dtype=object), k)
     frame = pl.DataFrame(
         {
-            "user_idx": flat_users,
+            "user_idx": np.repeat(users, k),
             "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), len(users)),
-            "movie_idx": movies,
+            "movie_idx": top_movies.cpu().numpy().ravel(),
             "score": top_scores.cpu().numpy().ravel().astype(np.float64),
             "predicted": predicted,
-            "reason_movie_idx": reason_movie.ravel(),
-            "reason_rating": reason_rating.ravel(),
-            "reason_genres": pl.Series([None] * len(movies), dtype=pl.String),
-            "is_fallback": np.zeros(len(movies), dtype=bool),
+            "reason_movie_idx": reason_movie,
+            "reason_rating": reason_rating,
+            "reason_genres": pl.Series(genres, dtype=pl.String),
+            "is_fallback": np.full(size, is_fallback),
         }
     )
     return frame if valid.all() else frame.filter(pl.Series(valid))
@@ -211,27 +230,14 @@ class _Fallback:
                 scores += torch.from_numpy(match).to(self.device)
             scores = _unseen(scores, chunk, self.blocked, self.seen)
             top_scores, top_movies = torch.topk(scores, min(n, n_movies), dim=1)
-            k = top_movies.shape[1]
-            names = [None] * len(chunk)
+            names = None
             if favourite is not None:
                 names = [
                     ", ".join(genres.names[g] for g in np.flatnonzero(row)) or None for row in favourite[i : i + batch]
                 ]
-            valid = torch.isfinite(top_scores).cpu().numpy().ravel()
-            frame = pl.DataFrame(
-                {
-                    "user_idx": np.repeat(chunk, k),
-                    "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), len(chunk)),
-                    "movie_idx": top_movies.cpu().numpy().ravel(),
-                    "score": top_scores.cpu().numpy().ravel().astype(np.float64),
-                    "predicted": np.full(len(chunk) * k, np.nan),
-                    "reason_movie_idx": np.full(len(chunk) * k, -1, dtype=np.int64),
-                    "reason_rating": np.full(len(chunk) * k, np.nan),
-                    "reason_genres": pl.Series(np.repeat(np.array(names, dtype=object), k), dtype=pl.String),
-                    "is_fallback": np.ones(len(chunk) * k, dtype=bool),
-                }
-            )
-            parts.append(frame.filter(pl.Series(valid)))
+            size = top_movies.numel()
+            no_reason, no_value = np.full(size, -1, dtype=np.int64), np.full(size, np.nan)
+            parts.append(_frame(chunk, top_scores, top_movies, no_value, no_reason, no_value, names, True))
         return pl.concat(parts)
 
 

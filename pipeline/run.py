@@ -85,6 +85,11 @@ def _cfg(run_dir: str) -> RunConfig:
     return RunConfig.load(run_dir)
 
 
+def _logical_date_utc(cfg: RunConfig) -> datetime:
+    """The run's logical date as the warehouse stores it (published_runs, forward_metrics): naive UTC."""
+    return datetime.fromisoformat(cfg.logical_date).astimezone(UTC).replace(tzinfo=None)
+
+
 def _manifest(run_dir: str) -> dict:
     return json.loads((Path(run_dir) / "manifest.json").read_text())
 
@@ -184,9 +189,7 @@ def forward_evaluate(run_dir: str) -> str:
     """Score the lists published before this run against the ratings that arrived since (forward_metrics)."""
     cfg, layout = _cfg(run_dir), _layout(run_dir)
     with warehouse.connect(cfg.warehouse) as con:
-        forward.evaluate_previous(
-            con, cfg.run_id, datetime.fromisoformat(cfg.logical_date), layout.scale.like_threshold
-        )
+        forward.evaluate_previous(con, cfg.run_id, _logical_date_utc(cfg), layout.scale.like_threshold)
     return run_dir
 
 
@@ -439,7 +442,7 @@ def publish(run_dir: str) -> str:
             _champion(run_dir),
             _manifest(run_dir)["folder"],
             cfg.top_n,
-            logical_date=datetime.fromisoformat(cfg.logical_date).astimezone(UTC).replace(tzinfo=None),
+            logical_date=_logical_date_utc(cfg),
             keep_runs=cfg.keep_runs,
         )
         serving.export(con, serving_file(cfg))

@@ -6,12 +6,12 @@ import math
 from datetime import UTC, datetime
 from pathlib import Path
 
-import polars as pl
 import pytest
 
 from pipeline import warehouse
 from pipeline.forward import evaluate_previous
 from pipeline.publish import publish
+from tests.lists import write_lists
 
 D1, D2, D3 = datetime(2024, 1, 1), datetime(2024, 2, 1), datetime(2024, 3, 1)
 LISTS = {1: [10, 11, 12], 2: [10, 13, 14]}
@@ -27,14 +27,7 @@ def _ratings(con, rows: list[tuple[int, int, float, datetime]]) -> None:
 
 
 def _publish(con, tmp_path: Path, run_id: str, when: datetime, lists=LISTS) -> None:
-    rows = [
-        {"user_id": u, "rank": r + 1, "movie_id": m, "score": 1.0, "predicted_rating": 4.0, "reason_movie_id": 1}
-        | {"reason_rating": 5.0, "reason_genres": "", "is_fallback": False}
-        for u, movies in lists.items()
-        for r, m in enumerate(movies)
-    ]
-    path = tmp_path / f"{run_id}.parquet"
-    pl.DataFrame(rows).write_parquet(path)
+    path = write_lists(tmp_path / f"{run_id}.parquet", lists)
     publish(con, run_id, path, "ease", "ds", top_n=3, logical_date=when)
 
 

@@ -1,31 +1,14 @@
 from datetime import datetime
 from pathlib import Path
 
-import polars as pl
 import pytest
 
 from pipeline.publish import PublishGateError, publish
+from tests.lists import write_lists
 
 
 def _recs(tmp_path: Path, name: str, first_movie: int = 3, users=(1, 2), n: int = 5) -> Path:
-    rows = [
-        {
-            "user_id": u,
-            "rank": r + 1,
-            "movie_id": first_movie + r,
-            "score": 1.0 - r / 10,
-            "predicted_rating": 4.0,
-            "reason_movie_id": u,
-            "reason_rating": 5.0,
-            "reason_genres": "",
-            "is_fallback": False,
-        }
-        for u in users
-        for r in range(n)
-    ]
-    path = tmp_path / f"{name}.parquet"
-    pl.DataFrame(rows).write_parquet(path)
-    return path
+    return write_lists(tmp_path / f"{name}.parquet", {u: range(first_movie, first_movie + n) for u in users})
 
 
 def _current(con) -> list:

@@ -5,24 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
-import polars as pl
 import pytest
 
 from pipeline import serving, warehouse
 from pipeline.config import SQL_DIR
 from pipeline.publish import publish
+from tests.lists import write_lists
 
 
 def _recs(tmp_path: Path, name: str, first_movie: int) -> Path:
-    rows = [
-        {"user_id": u, "rank": r + 1, "movie_id": first_movie + r, "score": 1.0 - r / 10, "predicted_rating": 4.5}
-        | {"reason_movie_id": 1, "reason_rating": 5.0, "reason_genres": "", "is_fallback": False}
-        for u in (1, 2)
-        for r in range(5)
-    ]
-    path = tmp_path / f"{name}.parquet"
-    pl.DataFrame(rows).write_parquet(path)
-    return path
+    lists = {u: range(first_movie, first_movie + 5) for u in (1, 2)}
+    return write_lists(tmp_path / f"{name}.parquet", lists, predicted=4.5)
 
 
 @pytest.fixture

@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 
 import duckdb
-import polars as pl
 import pytest
 
 from pipeline import serving
 from pipeline.cli import main
 from pipeline.publish import publish
+from tests.lists import write_lists
 from tests.synthetic import make, write_ml1m
 
 N_USERS, N = 30, 10
@@ -21,14 +21,7 @@ READER = Path(__file__).with_name("serving_reader.py")
 
 
 def _publish(con, tmp_path: Path, run_id: str, first_movie: int) -> None:
-    rows = [
-        {"user_id": u, "rank": r + 1, "movie_id": first_movie + r, "score": 1.0 - r / 10, "predicted_rating": 4.0}
-        | {"reason_movie_id": u, "reason_rating": 5.0, "reason_genres": "", "is_fallback": False}
-        for u in (1, 2)
-        for r in range(5)
-    ]
-    path = tmp_path / f"{run_id}.parquet"
-    pl.DataFrame(rows).write_parquet(path)
+    path = write_lists(tmp_path / f"{run_id}.parquet", {u: range(first_movie, first_movie + 5) for u in (1, 2)})
     publish(con, run_id, path, "m", "ds", top_n=5)
 
 

@@ -104,20 +104,11 @@ class PairMLP(nn.Module):
         half, each computed once, so the per-pair cost is only the deeper
         layers. Same result as forward() on the cross product, up to rounding.
         """
-        layers = self._folded_layers()
-        (w, b), rest = layers[0], layers[1:]
-        width_user = self.user_embedding.embedding_dim + self.user_side.shape[1]
         if movies is None:
             movies = torch.arange(self.movie_embedding.num_embeddings, device=users.device)
-        u = self.user_vector(users) @ w[:, :width_user].T
-        m = self.movie_vector(movies) @ w[:, width_user:].T + b
-        hidden = (u[:, None, :] + m[None, :, :]).reshape(-1, w.shape[0]).relu_()
-        for w, b in rest[:-1]:
-            hidden = torch.addmm(b, hidden, w.T).relu_()
-        w, b = rest[-1]
-        column = 0 if head == "rating" else 1
-        out = torch.addmm(b[column : column + 1], hidden, w[column : column + 1].T).view(len(users), len(movies))
-        return torch.sigmoid(out) if head == "rating" else out
+        layers = self._folded_layers()
+        user_half, movie_half = self._first_layer_halves(layers[0], users, movies)
+        return self._deeper_layers(layers[1:], user_half[:, None, :] + movie_half[None, :, :], head)
 
     @torch.no_grad()
     def score_candidates(self, users: torch.Tensor, movies: torch.Tensor, head: str = "rating") -> torch.Tensor:
@@ -127,16 +118,26 @@ class PairMLP(nn.Module):
         score_matrix, over B x K pairs instead of B x n_movies.
         """
         layers = self._folded_layers()
-        (w, b), rest = layers[0], layers[1:]
+        user_half, movie_half = self._first_layer_halves(layers[0], users, movies.reshape(-1))
+        return self._deeper_layers(layers[1:], user_half[:, None, :] + movie_half.view(*movies.shape, -1), head)
+
+    def _first_layer_halves(
+        self, first: tuple[torch.Tensor, torch.Tensor], users: torch.Tensor, movies: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first (folded) layer's user part and movie part (bias included), each computed once."""
+        w, b = first
         width_user = self.user_embedding.embedding_dim + self.user_side.shape[1]
-        u = self.user_vector(users) @ w[:, :width_user].T
-        m = self.movie_vector(movies.reshape(-1)) @ w[:, width_user:].T + b
-        hidden = (u[:, None, :] + m.view(movies.shape[0], movies.shape[1], -1)).reshape(-1, w.shape[0]).relu_()
-        for w, b in rest[:-1]:
+        return self.user_vector(users) @ w[:, :width_user].T, self.movie_vector(movies) @ w[:, width_user:].T + b
+
+    @staticmethod
+    def _deeper_layers(layers: list[tuple[torch.Tensor, torch.Tensor]], first: torch.Tensor, head: str) -> torch.Tensor:
+        """The folded layers after the first, on first-layer pre-activations [..., hidden]; one head's scores."""
+        hidden = first.reshape(-1, first.shape[-1]).relu_()
+        for w, b in layers[:-1]:
             hidden = torch.addmm(b, hidden, w.T).relu_()
-        w, b = rest[-1]
+        w, b = layers[-1]
         column = 0 if head == "rating" else 1
-        out = torch.addmm(b[column : column + 1], hidden, w[column : column + 1].T).view(movies.shape)
+        out = torch.addmm(b[column : column + 1], hidden, w[column : column + 1].T).view(first.shape[:-1])
         return torch.sigmoid(out) if head == "rating" else out
 
     def _folded_layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:

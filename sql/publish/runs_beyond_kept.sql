@@ -1,10 +1,4 @@
--- Published runs that still have rows (not pruned) but are older than the newest
--- $keep_runs (in current_run's order): their rows are dropped; the runs stay
--- listed in published_runs.
-SELECT run_id FROM (
-    SELECT run_id, row_number() OVER (ORDER BY logical_date DESC NULLS LAST, published_at DESC, run_id DESC) AS age
-    FROM published_runs
-    WHERE pruned_at IS NULL
-)
-WHERE age > $keep_runs
-ORDER BY run_id;
+-- Published runs that still have rows but are older than the newest
+-- $keep_runs (sql/views.sql, kept_runs): their rows are dropped; the runs
+-- stay listed in published_runs, marked pruned_at.
+SELECT run_id FROM kept_runs WHERE age > $keep_runs ORDER BY run_id;
