@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 HISTORY_FOR_REASONS = 20  # a reason is the most similar of the user's 20 best-rated movies
 FAVOURITE_GENRES = 2  # a fallback list favours the user's this many best-rated genres
+TOP_K_CHUNK = 32  # columns per chunk of top_k's pruning pass (measured best of 8-64 at 59,000 movies)
 
 
 @dataclass(frozen=True)
@@ -83,10 +84,9 @@ def top_n(
         users = np.arange(n_users)
     else:  # a shard: only its users' ratings are sorted and indexed below
         users = np.asarray(users, dtype=np.int64)
-        ratings = ratings.filter(pl.col("user_idx").is_in(pl.Series(users)))
+        ratings = ratings.filter(pl.col("user_idx").is_in(pl.Series(users).implode()))
     seen = csr(ratings["user_idx"].to_numpy(), ratings["movie_idx"].to_numpy(), n_users)
-    candidate = np.zeros(n_movies, dtype=bool)
-    candidate[train["movie_idx"].unique().to_numpy()] = True
+    candidate = np.bincount(train["movie_idx"].to_numpy(), minlength=n_movies) > 0  # 3x faster than unique()
     history = np.bincount(train["user_idx"].to_numpy(), minlength=n_users)
     liked = _liked_history(ratings, n_users)
     blocked = torch.tensor(~candidate, device=device) if not candidate.all() else None
@@ -105,14 +105,14 @@ def top_n(
         out = buffer[: len(chunk)]
         if two_stage:
             pool = _unseen(retriever.score_tensor(u, out), chunk, blocked, seen)
-            pool_scores, pool_movies = torch.topk(pool, min(candidates, n_movies), dim=1)
+            pool_scores, pool_movies = top_k(pool, min(candidates, n_movies))
             scores = model.score_candidates(u, pool_movies).float()
             scores = scores.masked_fill(~torch.isfinite(pool_scores), float("-inf"))
             top_scores, at = torch.topk(scores, min(n, scores.shape[1]), dim=1)
             top_movies = pool_movies.gather(1, at)
         else:
             scores = _unseen(model.score_tensor(u, out), chunk, blocked, seen)
-            top_scores, top_movies = torch.topk(scores, min(n, n_movies), dim=1)
+            top_scores, top_movies = top_k(scores, min(n, n_movies))
         parts.append(_rows(model, chunk, top_scores, top_movies, liked, item_vectors))
         if (i // batch) % 50 == 0:
             log.info("scored %d/%d users", min(i + batch, len(personal)), len(personal))
@@ -129,6 +129,33 @@ def top_n(
         time.perf_counter() - started,
     )
     return out
+
+
+def top_k(scores: torch.Tensor, k: int, chunk: int = TOP_K_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+    """torch.topk along rows (values descending, column indices), faster on wide rows.
+
+    Each row is cut into chunks of `chunk` columns. The k largest chunk maxima
+    are k distinct entries, so the k-th largest entry is at least the k-th
+    largest chunk maximum, and every top-k entry lies in one of those k
+    chunks (or in the tail columns that fill no whole chunk). torch.topk then
+    runs over k x chunk columns instead of the whole row. Same values as
+    torch.topk; among equal values the columns chosen may differ, as
+    torch.topk's own tie order is unspecified. Measured at 284 x 59,000,
+    k=100 on this 2-core CPU: torch.topk 26 ms, this 19 ms.
+    """
+    rows, width = scores.shape
+    whole = width // chunk
+    if whole < 2 * k or 4 * k * chunk > width:  # no gain measured unless the pool is a quarter of the row
+        return torch.topk(scores, min(k, width), dim=1)
+    body = scores[:, : whole * chunk].reshape(rows, whole, chunk)  # a view when scores are row-contiguous
+    _, chunks = torch.topk(body.amax(dim=2), k, dim=1, sorted=False)  # [rows, k]
+    pool = body[torch.arange(rows, device=scores.device)[:, None], chunks].reshape(rows, k * chunk)
+    if whole * chunk < width:
+        pool = torch.cat([pool, scores[:, whole * chunk :]], dim=1)
+    values, at = torch.topk(pool, k, dim=1)
+    in_chunk = at < k * chunk
+    chunk_column = chunks.gather(1, (at // chunk).clamp(max=k - 1)) * chunk + at % chunk
+    return values, torch.where(in_chunk, chunk_column, whole * chunk + at - k * chunk)
 
 
 def _unseen(
@@ -162,12 +189,11 @@ def _rows(
 ) -> pl.DataFrame:
     """A batch's personal lists: predicted ratings where the model has them, a reason movie per row."""
     reason_movie, reason_rating = _reasons(users, top_movies, liked, item_vectors)
-    movies = top_movies.cpu().numpy().ravel()
-    valid = torch.isfinite(top_scores).cpu().numpy().ravel()
-    flat_users = np.repeat(users, top_movies.shape[1])
-    predicted = np.full(len(movies), np.nan)
-    if model.spec.predicts_ratings and valid.any():
-        predicted[valid] = model.predict(flat_users[valid], movies[valid])
+    predicted = np.full(top_movies.numel(), np.nan)
+    if model.spec.predicts_ratings:
+        ratings = model.ratings_of_ranked(torch.from_numpy(users).to(top_movies.device), top_movies, top_scores)
+        valid = torch.isfinite(top_scores)
+        predicted = torch.where(valid, ratings, torch.nan).cpu().numpy().ravel().astype(np.float64)
     return _frame(users, top_scores, top_movies, predicted, reason_movie.ravel(), reason_rating.ravel(), None, False)
 
 
@@ -229,7 +255,7 @@ class _Fallback:
                 match = (favourite[i : i + batch] @ genres.multi_hot.T > 0).astype(np.float32)
                 scores += torch.from_numpy(match).to(self.device)
             scores = _unseen(scores, chunk, self.blocked, self.seen)
-            top_scores, top_movies = torch.topk(scores, min(n, n_movies), dim=1)
+            top_scores, top_movies = top_k(scores, min(n, n_movies))
             names = None
             if favourite is not None:
                 names = [
@@ -248,7 +274,7 @@ def _favourite_genres(
     (or rated, when they liked none); all zero for users with no history. None without genres."""
     if genres is None or genres.multi_hot.shape[1] == 0:
         return None
-    rows = train.filter(pl.col("user_idx").is_in(users))
+    rows = train.filter(pl.col("user_idx").is_in(pl.Series(users).implode()))
     position = {int(u): i for i, u in enumerate(users)}
     counts = np.zeros((len(users), genres.multi_hot.shape[1]), dtype=np.float32)
     liked_counts = np.zeros_like(counts)
@@ -268,10 +294,13 @@ def _favourite_genres(
 def _liked_history(ratings: pl.DataFrame, n_users: int) -> tuple[np.ndarray, np.ndarray]:
     """Each user's best-rated movies (most recent first among equals), padded to a fixed width."""
     best = (
-        ratings.sort(["user_idx", "rating", "timestamp"], descending=[False, True, True])
+        ratings.lazy()
+        .group_by("user_idx")
+        .agg(pl.col("movie_idx", "rating").top_k_by(["rating", "timestamp"], HISTORY_FOR_REASONS))
+        .explode("movie_idx", "rating")
         .with_columns(pl.int_range(pl.len()).over("user_idx").alias("pos"))
-        .filter(pl.col("pos") < HISTORY_FOR_REASONS)
-    )
+        .collect()
+    )  # a top-k per user, not a sort of every rating: measured 1.8x faster on 7.7M ratings
     movie = np.full((n_users, HISTORY_FOR_REASONS), -1, dtype=np.int64)
     rating = np.zeros((n_users, HISTORY_FOR_REASONS), dtype=np.float64)
     u, p = best["user_idx"].to_numpy(), best["pos"].to_numpy()
@@ -300,9 +329,11 @@ def _reasons(
         return np.full(shape, -1, dtype=np.int64), np.full(shape, np.nan)
     history = torch.from_numpy(liked[0][users]).to(top_movies.device)  # [B, L], -1 = padding
     rating = liked[1][users]
-    h = item_vectors[history.clamp(min=0)]  # [B, L, d]
-    r = item_vectors[top_movies]  # [B, n, d]
-    sim = torch.einsum("bnd,bld->bnl", r, h).masked_fill((history < 0)[:, None, :], float("-inf"))
+    # index_select, not item_vectors[index]: measured 4x faster on CPU at [284, 100] indices
+    h = item_vectors.index_select(0, history.clamp(min=0).view(-1)).view(*history.shape, -1)  # [B, L, d]
+    r = item_vectors.index_select(0, top_movies.reshape(-1)).view(*top_movies.shape, -1)  # [B, n, d]
+    padding = torch.zeros(history.shape, device=h.device).masked_fill_(history < 0, float("-inf"))[:, None, :]
+    sim = torch.baddbmm(padding, r, h.transpose(1, 2))  # [B, n, L] cosines, padding at -inf
     best = sim.argmax(dim=2).cpu().numpy()  # [B, n]
     rows = np.arange(len(users))[:, None]
     movie = liked[0][users][rows, best]

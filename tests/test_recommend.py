@@ -9,7 +9,7 @@ from pipeline.datasets.layouts import WHOLE_STARS
 from pipeline.features import Features
 from pipeline.models import registry
 from pipeline.protocols import ratings as to_ratings
-from pipeline.recommend import Genres, needs_two_stage, top_n
+from pipeline.recommend import Genres, needs_two_stage, top_k, top_n
 from tests.synthetic import make
 
 CPU = torch.device("cpu")
@@ -101,6 +101,29 @@ def test_predicted_ratings_come_from_the_rating_head_even_when_ranking_by_intera
     expected = mlp.predict(recs["user_idx"].to_numpy(), recs["movie_idx"].to_numpy())
     np.testing.assert_allclose(recs["predicted"].to_numpy(), expected, rtol=1e-5)
     assert recs["predicted"].is_between(0, 1).all()
+
+
+def test_mf_predicted_ratings_derived_from_interaction_scores_equal_its_predictions(data, mf) -> None:
+    assert mf.ranking_head == "interaction"
+    recs = top_n(mf, data, n=5)
+    expected = mf.predict(recs["user_idx"].to_numpy(), recs["movie_idx"].to_numpy())
+    np.testing.assert_allclose(recs["predicted"].to_numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(recs["predicted"].to_numpy(), recs["score"].to_numpy())  # the heads do differ
+
+
+@pytest.mark.parametrize("width", [12_800, 12_813])  # 400 whole chunks; and a tail of 13 columns
+def test_chunked_top_k_returns_exactly_torchs_top_values_with_distinct_columns(width) -> None:
+    generator = torch.Generator().manual_seed(width)
+    scores = torch.randint(0, 50, (64, width), generator=generator).float()  # many ties
+    scores[:, ::3] = float("-inf")  # seen movies
+    scores[0, -5:] = 1000.0  # the best columns of a row in the tail
+    scores[1, :] = float("-inf")  # a user with no candidate left
+    values, columns = top_k(scores, 100, chunk=32)
+    expected, _ = torch.topk(scores, 100, dim=1)
+    assert torch.equal(values, expected)
+    assert torch.equal(scores.gather(1, columns), values)  # each column holds the value reported for it
+    assert all(len(set(row.tolist())) == 100 for row in columns)
+    assert set(columns[0, :5].tolist()) == set(range(width - 5, width))
 
 
 def test_users_below_min_history_get_a_flagged_fallback_from_their_favourite_genres(data, mf) -> None:

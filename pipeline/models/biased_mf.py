@@ -75,6 +75,13 @@ class BiasedMF(nn.Module):
         return self._movies_t
 
     @torch.no_grad()
+    def rating_from_interaction(self, users: torch.Tensor, movies: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """Ratings of pairs (users [B], movies [B, k]) from their interaction logits: the dot product is
+        shared, so only the biases change (no per-pair factor gather; scoring reports both)."""
+        movie_terms = self.movie_bias.weight[:, 0] - self.movie_interaction_bias.weight[:, 0]
+        return logits + movie_terms[movies] + (self.user_bias.weight[users, 0] + self.global_bias)[:, None]
+
+    @torch.no_grad()
     def score_candidates(self, users: torch.Tensor, movies: torch.Tensor, head: str = "rating") -> torch.Tensor:
         """Scores of each user's own candidate movies: users [B], movies [B, K] -> [B, K]."""
         rating, logit = self.outputs(users.repeat_interleave(movies.shape[1]), movies.reshape(-1))

@@ -267,6 +267,22 @@ class Recommender:
         return self.solver.predict(np.asarray(users), np.asarray(movies)).astype(np.float32)
 
     @torch.no_grad()
+    def ratings_of_ranked(self, users: torch.Tensor, movies: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """Ratings on [0, 1] of ranked pairs (users [B], movies and their scores [B, k]).
+
+        A neural model ranking by its rating head ranked by the rating itself,
+        and biased MF's interaction score differs from its rating by biases
+        alone, so neither repeats the per-pair work; the rest predict.
+        """
+        if self.module is not None and self.ranking_head == "rating":
+            return scores.float()
+        if hasattr(self.module, "rating_from_interaction"):
+            return self.module.rating_from_interaction(users, movies, scores).float()
+        flat_users = users.repeat_interleave(movies.shape[1]).cpu().numpy()
+        predicted = self.predict(flat_users, movies.reshape(-1).cpu().numpy())
+        return torch.from_numpy(predicted).to(scores.device).view(movies.shape)
+
+    @torch.no_grad()
     def score_tensor(self, users: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """[len(users), n_movies] scores on the model's device (higher ranks first); written into
         `out` (a reused [len(users), n_movies] buffer) where the model's scorer is one matrix product."""
