@@ -33,11 +33,9 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import great_expectations as gx
 import numpy as np
 import pandas as pd
 import polars as pl
-from great_expectations.expectations.registry import get_expectation_impl
 
 from pipeline.config import EXPECTATIONS_DIR
 from pipeline.datasets.layouts import Layout, RawFile
@@ -171,6 +169,8 @@ def validate_folder(
     by chunk (memory stays bounded by `chunk_rows`); without it they are kept
     in `report.staged`.
     """
+    import great_expectations as gx  # here, not at import: 6 s that every other task would pay
+
     context = gx.get_context(mode="ephemeral")
     _quiet(context)
     if docs_dir is not None:
@@ -439,6 +439,9 @@ def _gx_validate(
     result_format: str,
     store: bool,
 ) -> Any:
+    import great_expectations as gx
+    from great_expectations.expectations.registry import get_expectation_impl
+
     suite = gx.ExpectationSuite(
         name=name,
         expectations=[
