@@ -69,6 +69,24 @@ def previous_champion(
     return (row[0], row[1], value) if value is not None else None
 
 
+def like_for_like(
+    previous: tuple[str, str, float] | None, results: list[dict[str, Any]], metric: str
+) -> tuple[str, str, float] | None:
+    """The published champion's reference figure, measured on this run's data where possible.
+
+    Metrics of runs with different as-of dates come from different validation
+    windows: a monthly replay showed the same most_popular at 0.28 one month
+    and 0.16 the next, with nothing wrong. So when the published champion's
+    model was trained in this run too, its figure here is the reference (same
+    split, like for like); only a model no longer trained keeps its old figure.
+    """
+    if previous is None:
+        return None
+    run, model, _ = previous
+    here = next((metric_value(r, metric) for r in results if r["model"] == model), None)
+    return (run, model, here) if here is not None else previous
+
+
 def gate(choice: Choice, previous: tuple[str, str, float] | None, tolerance: float) -> dict[str, Any]:
     """Publish unless the new champion trails the published one by more than `tolerance`."""
     verdict: dict[str, Any] = {**asdict(choice), "tolerance": tolerance, "previous": None, "publish": True}

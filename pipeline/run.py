@@ -23,6 +23,7 @@ from pipeline.champion import (
     choose_champion,
     comparison_table,
     gate,
+    like_for_like,
     previous_champion,
     record_model_runs,
 )
@@ -281,7 +282,7 @@ def evaluate(run_dir: str) -> str:
     with warehouse.connect(cfg.warehouse) as con:
         previous = previous_champion(con, dataset, cfg.run_id, cfg.champion_metric)
         record_model_runs(con, cfg, dataset, results, choice.model)
-    verdict = gate(choice, previous, cfg.champion_tolerance)
+    verdict = gate(choice, like_for_like(previous, trained, cfg.champion_metric), cfg.champion_tolerance)
     (Path(run_dir) / "champion.json").write_text(json.dumps(verdict, indent=2))
     log.info("%s", verdict["message"])
     if not verdict["publish"]:

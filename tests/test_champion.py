@@ -5,7 +5,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipeline.champion import choose_champion, comparison_table, gate, metric_value
+from pipeline.champion import choose_champion, comparison_table, gate, like_for_like, metric_value
 from pipeline.cli import main
 from tests.synthetic import make, write_ml1m
 
@@ -68,3 +68,19 @@ def test_a_clearly_worse_champion_is_not_published_and_raises_a_quality_alert(tm
     assert "most_popular" in alert[0][3] and "not published" in alert[0][3]
     # the challenger's metrics are still recorded, labelled by protocol
     assert recorded == [("most_popular", "full_ranking", True), ("most_popular", "notebook", True)]
+
+
+def test_published_champion_is_judged_on_this_runs_data_when_it_was_trained_here() -> None:
+    def result(model: str, ndcg: float) -> dict:
+        return {"model": model, "full_ranking": {"val": {"ndcg@10": ndcg}}}
+
+    metric = "full_ranking.val.ndcg@10"
+    published = ("run-1", "ease", 0.28)  # measured on run-1's (earlier) validation window
+    this_run = [result("most_popular", 0.15), result("ease", 0.16)]
+    assert like_for_like(published, this_run, metric) == ("run-1", "ease", 0.16)
+    assert gate(choose_champion(this_run, metric), like_for_like(published, this_run, metric), 0.01)["publish"]
+    # a champion no longer trained keeps its own figure: dropping it from the models is still gated
+    without = [result("most_popular", 0.15)]
+    assert like_for_like(published, without, metric) == published
+    assert not gate(choose_champion(without, metric), like_for_like(published, without, metric), 0.01)["publish"]
+    assert like_for_like(None, this_run, metric) is None
