@@ -20,7 +20,16 @@ DEVICE     ?= auto
 MODELS     ?= most_popular,ease,svd,biased_mf,mlp,dnn_content,neumf_features,ncf_tags
 DAG_ID     := movielens_nightly
 
-.PHONY: help setup run cli evaluate test lint clean
+FROM       ?=
+TO         ?=
+EVERY      ?=
+PORT       ?= 8080
+
+# The DAG's params as JSON, from the variables above (shared by run and backfill).
+CONF = $$($(PY) -c 'import json,sys; print(json.dumps({"dataset": sys.argv[1], "top_n": int(sys.argv[2]), "max_epochs": int(sys.argv[3]), "device": sys.argv[4], "models": sys.argv[5].split(",")}))' \
+		"$(if $(DATASET),$(abspath $(DATASET)),)" "$(TOP_N)" "$(MAX_EPOCHS)" "$(DEVICE)" "$(MODELS)")
+
+.PHONY: help setup run cli evaluate backfill airflow docker-config test lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -40,8 +49,7 @@ $(AIRFLOW_HOME)/.migrated: $(VENV)/.installed
 setup: $(VENV)/.installed $(AIRFLOW_HOME)/.migrated ## create the environment and Airflow's metadata DB
 
 run: setup ## run the whole DAG once through Airflow (DATASET=<folder>, TOP_N, MAX_EPOCHS, DEVICE)
-	@conf=$$($(PY) -c 'import json,sys; print(json.dumps({"dataset": sys.argv[1], "top_n": int(sys.argv[2]), "max_epochs": int(sys.argv[3]), "device": sys.argv[4], "models": sys.argv[5].split(",")}))' \
-		"$(if $(DATASET),$(abspath $(DATASET)),)" "$(TOP_N)" "$(MAX_EPOCHS)" "$(DEVICE)" "$(MODELS)"); \
+	@conf=$(CONF); \
 	echo "airflow dags test $(DAG_ID) --conf $$conf"; \
 	$(BIN)/airflow dags test $(DAG_ID) --conf "$$conf"
 
@@ -50,6 +58,21 @@ cli: $(VENV)/.installed ## the same job without Airflow, in one process
 
 evaluate: $(VENV)/.installed ## train and compare MODELS under both protocols into model_runs; publishes nothing
 	$(PY) -m pipeline.cli run $(if $(DATASET),--dataset $(DATASET),) --max-epochs $(MAX_EPOCHS) --device $(DEVICE) --models $(MODELS) --until evaluate
+
+backfill: setup ## replay history through a real scheduler: FROM=YYYY-MM-DD TO=YYYY-MM-DD [EVERY=day|week|month]; resumes
+	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make backfill FROM=YYYY-MM-DD TO=YYYY-MM-DD [EVERY=day|week|month] [DATASET=… MODELS=…]"; exit 2; }
+	@conf=$(CONF); \
+	$(PY) -m ops.backfill --from "$(FROM)" --to "$(TO)" $(if $(EVERY),--every $(EVERY),) --port $(PORT) --conf "$$conf"
+
+airflow: setup ## a local Airflow (UI, scheduler, dag-processor) at PORT (8080) until Ctrl-C
+	$(PY) -m ops.local_airflow --port $(PORT)
+
+docker-config: ## validate docker/compose.yaml (docker compose, or Debian's docker-compose)
+	@if docker compose version > /dev/null 2>&1; then dc="docker compose"; \
+	elif command -v docker-compose > /dev/null; then dc=docker-compose; \
+	else echo "neither 'docker compose' nor 'docker-compose' is installed (apt-get install docker-compose)"; exit 1; fi; \
+	$$dc -f docker/compose.yaml config -q && $$dc -f docker/compose.yaml --profile gpu config -q && \
+	echo "docker/compose.yaml is valid ($$dc), with and without the gpu profile"
 
 test: setup ## run the test suite
 	$(BIN)/pytest -q

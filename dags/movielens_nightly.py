@@ -19,6 +19,11 @@ retries); nothing is published and the previous recommendations stay current.
 Warnings alert too, quarantine the rows they concern, and let the run go on.
 Any task failure sends an alert through the same channels.
 
+Replay DAGs `movielens_replay_day`, `movielens_replay_week` and `movielens_replay_month` run the
+same tasks once per day, week or month of history. They only accept backfill runs: `make backfill
+FROM=… TO=… EVERY=month` replays history through them, each run seeing only the ratings made
+before its logical date.
+
 Params: `dataset` (folder of raw files or a dataset.toml spec; empty = download ml-latest-small),
 `models` (which to train and compare), `top_n`, `max_epochs`, `device` (auto/cpu/cuda),
 `users_per_shard` (scoring fans out into one mapped task per shard). The warehouse file is
@@ -80,10 +85,12 @@ def _stage(name: str, settings: dict):
     return run_stage
 
 
-@dag(
-    dag_id="movielens_nightly",
-    schedule=os.environ.get("MOVIELENS_SCHEDULE", "@daily"),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+# `make backfill EVERY=…` replays history at one of these intervals (the nightly DAG's own
+# schedule is MOVIELENS_SCHEDULE); their DAGs take backfill runs only, never scheduled ones.
+REPLAY_SCHEDULES = {"day": "@daily", "week": "@weekly", "month": "@monthly"}
+NEVER_SCHEDULED = pendulum.datetime(2100, 1, 1, tz="UTC")
+
+SETTINGS = dict(
     catchup=False,
     max_active_runs=1,
     default_args={"owner": "recsys", "retries": 0, "on_failure_callback": _on_failure},
@@ -106,10 +113,13 @@ def _stage(name: str, settings: dict):
             50_000, type="integer", minimum=1, description="Users per scoring shard (one mapped score_shard task each)"
         ),
     },
-    tags=["movielens", "recommendations", "duckdb"],
     doc_md=__doc__,
 )
-def movielens_nightly() -> None:
+
+
+def movielens_pipeline() -> None:
+    """The tasks and their wiring, shared by the nightly DAG and the replay DAGs."""
+
     @task(**TRANSIENT)
     def fetch() -> str:
         from airflow.sdk.exceptions import AirflowFailException
@@ -181,4 +191,25 @@ def movielens_nightly() -> None:
         after = _stage(name, settings)(after)
 
 
-movielens_nightly()
+TAGS = ["movielens", "recommendations", "duckdb"]
+dag(
+    dag_id="movielens_nightly",
+    schedule=os.environ.get("MOVIELENS_SCHEDULE", "@daily"),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    tags=TAGS,
+    **SETTINGS,
+)(movielens_pipeline)()
+for every, schedule in REPLAY_SCHEDULES.items():
+    dag(
+        dag_id=f"movielens_replay_{every}",
+        schedule=schedule,
+        # Never scheduled: the scheduler creates no run before the start date, while a backfill
+        # may cover any past dates. Manual runs (as of now) are refused; Airflow requires a
+        # scheduled DAG to accept scheduled runs, which the start date keeps from happening.
+        start_date=NEVER_SCHEDULED,
+        allowed_run_types=["backfill", "scheduled"],
+        is_paused_upon_creation=True,
+        tags=[*TAGS, "replay"],
+        description=f"movielens_nightly's tasks once per {every} of history; backfill runs only (make backfill)",
+        **SETTINGS,
+    )(movielens_pipeline)()

@@ -72,6 +72,23 @@ def test_dag_loads_with_the_expected_chain_and_settings() -> None:
     assert set(dag.params.keys()) == {"dataset", "models", "top_n", "max_epochs", "device", "users_per_shard"}
 
 
+def test_replay_dags_have_the_nightly_tasks_and_take_backfill_runs_only() -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAG_FILE))
+    nightly = bag.get_dag("movielens_nightly")
+    schedules = {every: bag.get_dag(f"movielens_replay_{every}") for every in ("day", "week", "month")}
+    assert set(bag.dag_ids) == {"movielens_nightly", *(f"movielens_replay_{e}" for e in schedules)}
+    assert {e: d.schedule for e, d in schedules.items()} == {"day": "@daily", "week": "@weekly", "month": "@monthly"}
+    for replay in schedules.values():
+        assert {t.task_id for t in replay.tasks} == {t.task_id for t in nightly.tasks}
+        assert replay.max_active_runs == 1 and replay.catchup is False
+        assert {str(t.value) for t in replay.allowed_run_types} == {"backfill", "scheduled"}  # no manual "as of now"
+        assert replay.start_date.year == 2100  # the scheduler never creates a run of its own
+        assert "replay" in replay.tags
+    assert nightly.allowed_run_types is None and nightly.start_date.year < 2100
+
+
 def _airflow_env(tmp_path: Path) -> dict[str, str]:
     return {
         **os.environ,

@@ -1,0 +1,1 @@
+"""Operating the pipeline through real Airflow: a local Airflow, backfills."""

@@ -1,0 +1,181 @@
+"""A local Airflow (api-server, scheduler, dag-processor, triggerer) for this machine, started and stopped whole.
+
+`airflow standalone` runs every component in one process group. It is
+started in a new session, so stopping it signals the whole group: SIGINT
+first (what standalone handles), then SIGTERM and SIGKILL for anything left,
+and no worker outlives it. Parallelism is low by default (2 task slots), as
+suits a 2-core machine; the LocalExecutor otherwise starts 32 workers.
+
+    python -m ops.local_airflow [--port 8080]     # `make airflow`: runs until Ctrl-C
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+STARTUP_TIMEOUT_S = 240
+STOP_TIMEOUT_S = 10  # the scheduler often ignores SIGINT while its executor has workers; SIGTERM follows
+
+
+class AirflowStartError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class LocalAirflow:
+    """A running standalone Airflow: where its UI is, how to log in, where it logs."""
+
+    url: str
+    user: str
+    password: str | None
+    log: Path
+    process: subprocess.Popen
+
+    def login_line(self) -> str:
+        if self.password is None:
+            return "login: see the api-server's log (no generated password file found)"
+        return f"login: {self.user} / {self.password}"
+
+
+def airflow_home() -> Path:
+    home = os.environ.get("AIRFLOW_HOME")
+    if not home:  # importing or running airflow without it would create ~/airflow
+        raise AirflowStartError("AIRFLOW_HOME is not set; run this through make (make airflow / make backfill)")
+    return Path(home)
+
+
+def environment(port: int, parallelism: int) -> dict[str, str]:
+    """The components' settings: low parallelism, the api-server's port, tasks told where it is."""
+    return {
+        **os.environ,
+        "AIRFLOW__CORE__PARALLELISM": str(parallelism),
+        "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(parallelism),
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": f"http://localhost:{port}",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{port}/execution/",
+        # the scheduler's and triggerer's log servers (8793, 8794 by default) next to the api-server,
+        # so two local Airflows on different ports never collide
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(port + 1),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(port + 2),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        # standalone starts its components as `airflow …` from PATH: this environment's first
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+
+
+def _healthy(url: str) -> bool:
+    """The api-server answers and reports a healthy scheduler (what runs our tasks)."""
+    try:
+        with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=5) as response:
+            health = json.load(response)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+    return health.get("scheduler", {}).get("status") == "healthy"
+
+
+def _password(home: Path, user: str) -> str | None:
+    """The password standalone generated for `user` (Airflow's simple auth manager)."""
+    for name in ("simple_auth_manager_passwords.json.generated", "simple_auth_manager_passwords.json"):
+        path = home / name
+        if path.exists():
+            with contextlib.suppress(ValueError):
+                return json.loads(path.read_text()).get(user)
+    return None
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Stop the whole process group: SIGINT, then SIGTERM, then SIGKILL, each given time to work."""
+    for sig, wait_s in ((signal.SIGINT, STOP_TIMEOUT_S), (signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            process.poll()
+            try:
+                os.killpg(process.pid, 0)  # anything left in the group?
+            except ProcessLookupError:
+                return
+            time.sleep(0.5)
+    process.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def running(port: int = 8080, parallelism: int = 2, quiet: bool = False) -> Iterator[LocalAirflow]:
+    """Start standalone Airflow, wait until its scheduler is healthy, stop everything on exit."""
+    home = airflow_home()
+    home.mkdir(parents=True, exist_ok=True)
+    log = home / "standalone.log"
+    url = f"http://localhost:{port}"
+    if _healthy(url):
+        raise AirflowStartError(f"an Airflow already answers on {url}; stop it or choose another port (PORT=…)")
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "airflow"), "standalone"],
+            env=environment(port, parallelism),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, signalled whole by stop()
+        )
+    # a SIGTERM (kill, timeout, CI) unwinds like Ctrl-C, so the finally below still stops the group
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        if not quiet:
+            print(f"starting Airflow on {url} (log: {log}) ...", flush=True)
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not _healthy(url):
+            if process.poll() is not None:
+                raise AirflowStartError(f"airflow standalone exited with {process.returncode}:\n{_tail(log)}")
+            if time.monotonic() > deadline:
+                raise AirflowStartError(f"Airflow not healthy after {STARTUP_TIMEOUT_S}s:\n{_tail(log)}")
+            time.sleep(2)
+        yield LocalAirflow(url, "admin", _password(home, "admin"), log, process)
+    finally:
+        if not quiet:
+            print("stopping Airflow ...", flush=True)
+        stop(process)
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run a local Airflow until Ctrl-C.")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8080)))
+    parser.add_argument("--parallelism", type=int, default=2, help="task slots (2 suits a 2-core machine)")
+    args = parser.parse_args()
+    try:
+        with running(args.port, args.parallelism) as airflow:
+            print(f"Airflow is up: {airflow.url}  ({airflow.login_line()})", flush=True)
+            print("Ctrl-C stops every Airflow process.", flush=True)
+            while airflow.process.poll() is None:
+                time.sleep(1)
+            print(f"airflow standalone exited by itself ({airflow.process.returncode}); see {airflow.log}")
+    except KeyboardInterrupt:
+        pass
+    except AirflowStartError as exc:
+        sys.exit(str(exc))
+    print("Airflow stopped.")
+
+
+if __name__ == "__main__":
+    main()
