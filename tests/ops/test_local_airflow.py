@@ -11,7 +11,7 @@ from ops.local_airflow import AirflowStartError, airflow_home, environment, stop
 
 # a parent that ignores SIGINT (as Airflow's scheduler often does) with two children of its own
 STUBBORN = "import signal, subprocess, time; signal.signal(signal.SIGINT, signal.SIG_IGN); " + (
-    "[subprocess.Popen(['sleep', '300']) for _ in range(2)]; time.sleep(300)"
+    "[subprocess.Popen(['sleep', '300']) for _ in range(2)]; print('ready', flush=True); time.sleep(300)"
 )
 
 
@@ -25,11 +25,11 @@ def _group_alive(pgid: int) -> bool:
 
 def test_stop_ends_the_whole_process_group_even_when_sigint_is_ignored(monkeypatch) -> None:
     monkeypatch.setattr("ops.local_airflow.STOP_TIMEOUT_S", 1)
-    process = subprocess.Popen([sys.executable, "-c", STUBBORN], start_new_session=True)
-    children = subprocess.run(["pgrep", "-g", str(process.pid)], capture_output=True, text=True)
+    process = subprocess.Popen([sys.executable, "-c", STUBBORN], start_new_session=True, stdout=subprocess.PIPE)
+    assert process.stdout.readline() == b"ready\n"  # SIGINT is ignored from here on (a busy machine starts slowly)
     assert _group_alive(process.pid)
     stop(process)
-    assert not _group_alive(process.pid), children.stdout
+    assert not _group_alive(process.pid)
     assert process.returncode == -signal.SIGTERM
 
 
