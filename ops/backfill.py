@@ -6,9 +6,9 @@ create`), prints each run as it finishes and stops Airflow when the backfill
 is complete. Each run sees only the ratings made before its logical date (the
 DAG's fetch task reads its data interval's end), so the replay is faithful.
 
-Without EVERY the nightly DAG itself is backfilled at its own schedule; with
-EVERY, the replay DAG of that interval (movielens_replay_day|week|month),
-which only ever takes backfill runs. Resuming: dates whose run succeeded are
+EVERY picks the replay DAG of that interval (movielens_replay_day|week|month),
+which only ever takes backfill runs; without it, the interval is the nightly
+DAG's schedule (see dag_for). Resuming: dates whose run succeeded are
 never redone (reprocess behaviour `failed`: only failed dates are run again),
 and an unfinished backfill left by an interrupted call is picked up where it
 stopped (the scheduler resets the tasks the interruption orphaned) before
@@ -37,10 +37,19 @@ class BackfillError(RuntimeError):
     pass
 
 
-def dag_for(every: str | None) -> str:
-    """The DAG that replays at `every` (None: the nightly DAG at its own schedule)."""
+def dag_for(every: str | None, nightly_schedule: str | None = None) -> str:
+    """The DAG that replays at `every`; None: at the nightly DAG's schedule (MOVIELENS_SCHEDULE).
+
+    A replay DAG even then, when one has that schedule: the nightly DAG would
+    have to be unpaused for the backfill, and its own scheduled run could then
+    write the warehouse beside a backfill run. Only a schedule no replay DAG
+    has (a cron expression) backfills the nightly DAG itself.
+    """
     if every is None:
-        return NIGHTLY
+        schedule = nightly_schedule or os.environ.get("MOVIELENS_SCHEDULE", "@daily")
+        every = {"@daily": "day", "@weekly": "week", "@monthly": "month"}.get(schedule)
+        if every is None:
+            return NIGHTLY
     if every not in EVERY:
         raise BackfillError(f"EVERY must be one of {', '.join(EVERY)} (or unset for the DAG's schedule), not {every!r}")
     return f"movielens_replay_{every}"

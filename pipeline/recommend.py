@@ -292,7 +292,7 @@ def _favourite_genres(
 
 
 def _liked_history(ratings: pl.DataFrame, n_users: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each user's best-rated movies (most recent first among equals), padded to a fixed width."""
+    """Each user's best-rated movies (the most recent among equal ratings), padded to a fixed width."""
     best = (
         ratings.lazy()
         .group_by("user_idx")

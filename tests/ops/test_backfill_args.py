@@ -7,8 +7,10 @@ import pytest
 from ops.backfill import BackfillError, _day, backfill, dag_for
 
 
-def test_every_picks_the_replay_dag_and_none_the_nightly_dag() -> None:
-    assert dag_for(None) == "movielens_nightly"
+def test_every_picks_the_replay_dag_and_none_the_nightly_schedule() -> None:
+    assert dag_for(None, "@daily") == "movielens_replay_day"  # the nightly DAG's default schedule
+    assert dag_for(None, "@weekly") == "movielens_replay_week"
+    assert dag_for(None, "30 2 * * *") == "movielens_nightly"  # no replay DAG has it: the DAG itself
     assert [dag_for(e) for e in ("day", "week", "month")] == [
         "movielens_replay_day",
         "movielens_replay_week",
