@@ -24,12 +24,14 @@ FROM       ?=
 TO         ?=
 EVERY      ?=
 PORT       ?= 8080
+# USER=<id> on make's command line (not the login name USER holds in the environment)
+USER_ID    := $(if $(filter command line,$(origin USER)),$(USER))
 
 # The DAG's params as JSON, from the variables above (shared by run and backfill).
 CONF = $$($(PY) -c 'import json,sys; print(json.dumps({"dataset": sys.argv[1], "top_n": int(sys.argv[2]), "max_epochs": int(sys.argv[3]), "device": sys.argv[4], "models": sys.argv[5].split(",")}))' \
 		"$(if $(DATASET),$(abspath $(DATASET)),)" "$(TOP_N)" "$(MAX_EPOCHS)" "$(DEVICE)" "$(MODELS)")
 
-.PHONY: help setup run cli evaluate backfill airflow docker-config test lint clean
+.PHONY: help setup run cli evaluate show-user backfill airflow docker-config test lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -58,6 +60,10 @@ cli: $(VENV)/.installed ## the same job without Airflow, in one process
 
 evaluate: $(VENV)/.installed ## train and compare MODELS under both protocols into model_runs; publishes nothing
 	$(PY) -m pipeline.cli run $(if $(DATASET),--dataset $(DATASET),) --max-epochs $(MAX_EPOCHS) --device $(DEVICE) --models $(MODELS) --until evaluate
+
+show-user: $(VENV)/.installed ## a user's profile, best/worst rated movies and current top-10: USER=<id>
+	@test -n "$(USER_ID)" || { echo "usage: make show-user USER=<user id>"; exit 2; }
+	$(PY) -m pipeline.cli show-user $(USER_ID)
 
 backfill: setup ## replay history through a real scheduler: FROM=YYYY-MM-DD TO=YYYY-MM-DD [EVERY=day|week|month]; resumes
 	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make backfill FROM=YYYY-MM-DD TO=YYYY-MM-DD [EVERY=day|week|month] [DATASET=… MODELS=…]"; exit 2; }

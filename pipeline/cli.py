@@ -3,6 +3,7 @@
 python -m pipeline.cli run --dataset ../shared/data/ml-100k
 python -m pipeline.cli run --dataset ../shared/data/ml-100k --until evaluate --models ease,biased_mf
 python -m pipeline.cli stage validate var/runs/<run>
+python -m pipeline.cli show-user 42
 """
 
 from __future__ import annotations
@@ -59,11 +60,17 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="stop after this stage (evaluate: compare the models, publish nothing)",
     )
+    p_user = sub.add_parser("show-user", help="a user's profile, best and worst rated movies, current top-10")
+    p_user.add_argument("user_id", type=int)
+    p_user.add_argument("--warehouse", default=None, help="DuckDB file (default: warehouse/movielens.duckdb)")
+    p_user.add_argument("--serving", default=None, help="serving file (default: <warehouse>.serving.duckdb)")
     p_stage = sub.add_parser("stage", help="re-run one stage of an existing run folder")
     p_stage.add_argument("name", choices=[s.__name__ for s in run.STAGES])
     p_stage.add_argument("run_dir")
     args = parser.parse_args(argv)
     logs.setup()
+    if args.command == "show-user":
+        return _show_user(args)
     try:
         if args.command == "stage":
             getattr(run, args.name)(args.run_dir)
@@ -91,6 +98,21 @@ def main(argv: list[str] | None = None) -> int:
     except (DataQualityError, DownloadError, LayoutError, ChampionGateError, UnknownModelError) as exc:
         log.error("%s", exc)
         return 2
+
+
+def _show_user(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pipeline import serving, show_user
+    from pipeline.config import default_warehouse
+
+    warehouse = Path(args.warehouse) if args.warehouse else default_warehouse()
+    served = Path(args.serving) if args.serving else serving.serving_path(warehouse)
+    if not warehouse.exists() and not served.exists():
+        print(f"no warehouse at {warehouse}: run the job first (make run)", file=sys.stderr)
+        return 2
+    print(show_user.render(show_user.load(warehouse, served, args.user_id)))
+    return 0
 
 
 if __name__ == "__main__":
