@@ -23,14 +23,12 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from ops.local_airflow import AirflowStartError, environment, running
+from ops.local_airflow import AirflowStartError, airflow_executable, environment, running
 
 NIGHTLY = "movielens_nightly"
 EVERY = ("day", "week", "month")
-DAG_WAIT_S = 180
 
 
 class BackfillError(RuntimeError):
@@ -62,31 +60,18 @@ def _day(text: str, name: str) -> date:
         raise BackfillError(f"{name} must be a date as YYYY-MM-DD, not {text!r}") from None
 
 
-@dataclass
-class Progress:
-    """What the operator has been told so far, so each run is reported once."""
-
-    reported: dict[str, str] = field(default_factory=dict)
-    started: float = field(default_factory=time.monotonic)
-
-
 def _airflow(*args: str, port: int) -> subprocess.CompletedProcess:
-    airflow = os.path.join(os.path.dirname(sys.executable), "airflow")
-    return subprocess.run([airflow, *args], env=environment(port, 2), capture_output=True, text=True)
+    return subprocess.run([airflow_executable(), *args], env=environment(port, 2), capture_output=True, text=True)
 
 
-def _wait_for_dag(dag_id: str, timeout_s: float = DAG_WAIT_S) -> None:
-    """Until the dag-processor has parsed and stored the DAG (a fresh Airflow needs a few seconds)."""
+def _require_dag(dag_id: str) -> None:
+    """The DAG is in Airflow's database (`airflow dags reserialize` has just stored the parsed DAGs)."""
     from airflow.models.serialized_dag import SerializedDagModel
     from airflow.utils.session import create_session
 
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with create_session() as session:
-            if SerializedDagModel.get(dag_id, session=session) is not None:
-                return
-        time.sleep(2)
-    raise BackfillError(f"DAG {dag_id} is not in Airflow after {timeout_s:.0f}s: see `airflow dags list-import-errors`")
+    with create_session() as session:
+        if SerializedDagModel.get(dag_id, session=session) is None:
+            raise BackfillError(f"DAG {dag_id} is not in Airflow: see `airflow dags list-import-errors`")
 
 
 def _is_paused(dag_id: str) -> bool:
@@ -171,7 +156,7 @@ def _state(backfill_id: int) -> tuple[bool, list[tuple[str, str, float | None]],
         return backfill.completed_at is not None, sorted(rows), sorted(why)
 
 
-def _follow(backfill_id: int, progress: Progress, poll_s: float) -> list[tuple[str, str, float | None]]:
+def _follow(backfill_id: int, reported: dict[str, str], poll_s: float) -> list[tuple[str, str, float | None]]:
     """Print each run as it finishes, until the scheduler marks the backfill complete."""
     complete, runs, skipped = _state(backfill_id)
     for day, why in skipped:
@@ -179,8 +164,8 @@ def _follow(backfill_id: int, progress: Progress, poll_s: float) -> list[tuple[s
     while True:
         finished = [r for r in runs if r[1] in ("success", "failed")]
         for day, state, seconds in finished:
-            if progress.reported.get(day) != state:
-                progress.reported[day] = state
+            if reported.get(day) != state:  # each run is told once
+                reported[day] = state
                 took = f" in {seconds:.0f}s" if seconds is not None else ""
                 print(f"  {day}  {state}{took}   [{len(finished)}/{len(runs)} runs]", flush=True)
         if complete:
@@ -190,14 +175,14 @@ def _follow(backfill_id: int, progress: Progress, poll_s: float) -> list[tuple[s
 
 
 def _run_scheduler_until_complete(
-    backfill_id: int, dag_id: str, progress: Progress, port: int, poll_s: float
+    backfill_id: int, dag_id: str, reported: dict[str, str], port: int, poll_s: float
 ) -> list[tuple[str, str, float | None]]:
     with running(port) as airflow:
         print(f"Airflow up at {airflow.url} ({airflow.login_line()}); running {dag_id}", flush=True)
         # Unpaused only now: the scheduler runs no run of a paused DAG (backfill runs included), and a
         # task started before the api-server answers fails (tasks report to it), costing a retry.
         _airflow("dags", "unpause", dag_id, port=port)
-        return _follow(backfill_id, progress, poll_s)
+        return _follow(backfill_id, reported, poll_s)
 
 
 def backfill(
@@ -209,23 +194,23 @@ def backfill(
     if datetime.combine(start, datetime.min.time()) > datetime.now():
         raise BackfillError(f"FROM ({start}) is in the future: there is no history to replay")
     dag_id = dag_for(every)
-    progress = Progress()
+    reported: dict[str, str] = {}  # logical date -> the state the operator was told
     # The backfill is created while no scheduler runs: SQLite (the local metadata DB) takes one
     # writer at a time, and a busy scheduler made `backfill create` fail with "database is locked".
     reserialized = _airflow("dags", "reserialize", port=port)
     if reserialized.returncode != 0:
         raise BackfillError(f"the DAGs do not parse:\n{(reserialized.stdout + reserialized.stderr)[-3000:]}")
-    _wait_for_dag(dag_id, timeout_s=5)
+    _require_dag(dag_id)
     was_paused = _is_paused(dag_id)
     try:
         unfinished = _unfinished_backfill(dag_id)
         if unfinished is not None:  # an interrupted call's: finished first, then the requested range
             backfill_id, was_from, was_to = unfinished
             print(f"resuming unfinished backfill #{backfill_id} ({was_from:%Y-%m-%d} to {was_to:%Y-%m-%d})")
-            _run_scheduler_until_complete(backfill_id, dag_id, progress, port, poll_s)
+            _run_scheduler_until_complete(backfill_id, dag_id, reported, port, poll_s)
         backfill_id = _create(dag_id, start, end, conf, port)
         print(f"backfill #{backfill_id}: {dag_id} from {start} to {end}, one run at a time", flush=True)
-        runs = _run_scheduler_until_complete(backfill_id, dag_id, progress, port, poll_s)
+        runs = _run_scheduler_until_complete(backfill_id, dag_id, reported, port, poll_s)
     finally:
         if was_paused:
             _airflow("dags", "pause", dag_id, port=port)

@@ -56,6 +56,11 @@ def airflow_home() -> Path:
     return Path(home)
 
 
+def airflow_executable() -> str:
+    """This environment's `airflow` (beside the running Python), whatever PATH says."""
+    return str(Path(sys.executable).parent / "airflow")
+
+
 def environment(port: int, parallelism: int) -> dict[str, str]:
     """The components' settings: low parallelism, the api-server's port, tasks told where it is."""
     return {
@@ -118,7 +123,7 @@ def stop(process: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def running(port: int = 8080, parallelism: int = 2, quiet: bool = False) -> Iterator[LocalAirflow]:
+def running(port: int = 8080, parallelism: int = 2) -> Iterator[LocalAirflow]:
     """Start standalone Airflow, wait until its scheduler is healthy, stop everything on exit."""
     home = airflow_home()
     home.mkdir(parents=True, exist_ok=True)
@@ -128,7 +133,7 @@ def running(port: int = 8080, parallelism: int = 2, quiet: bool = False) -> Iter
         raise AirflowStartError(f"an Airflow already answers on {url}; stop it or choose another port (PORT=…)")
     with open(log, "w") as out:
         process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "airflow"), "standalone"],
+            [airflow_executable(), "standalone"],
             env=environment(port, parallelism),
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -137,8 +142,7 @@ def running(port: int = 8080, parallelism: int = 2, quiet: bool = False) -> Iter
     # a SIGTERM (kill, timeout, CI) unwinds like Ctrl-C, so the finally below still stops the group
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        if not quiet:
-            print(f"starting Airflow on {url} (log: {log}) ...", flush=True)
+        print(f"starting Airflow on {url} (log: {log}) ...", flush=True)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while not _healthy(url):
             if process.poll() is not None:
@@ -148,8 +152,7 @@ def running(port: int = 8080, parallelism: int = 2, quiet: bool = False) -> Iter
             time.sleep(2)
         yield LocalAirflow(url, "admin", _password(home, "admin"), log, process)
     finally:
-        if not quiet:
-            print("stopping Airflow ...", flush=True)
+        print("stopping Airflow ...", flush=True)
         stop(process)
         signal.signal(signal.SIGTERM, previous)
 

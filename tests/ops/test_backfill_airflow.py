@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -11,26 +10,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from ops.local_airflow import airflow_executable
 from tests.conftest import REPO
+from tests.ops.ports import free_port, is_free
 from tests.synthetic import make, write_ml1m
 
 # synthetic ratings run from 2001-09-09 to 2002-01-02: two monthly runs see growing history
-
-
-def _free_port() -> int:
-    """A port whose two neighbours (the log servers) are free too."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("localhost", 0))
-            port = probe.getsockname()[1]
-        if port < 60000 and all(_free(port + i) for i in (1, 2)):
-            return port
-    raise RuntimeError("no free port")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("localhost", port)) != 0
 
 
 def _backfill(env: dict, port: int, start: str, end: str, conf: dict) -> subprocess.CompletedProcess:
@@ -50,10 +35,9 @@ def test_backfill_replays_months_in_order_and_a_rerun_only_runs_the_new_dates(tm
         "MOVIELENS_WAREHOUSE": str(tmp_path / "wh.duckdb"),
         "MOVIELENS_VAR_DIR": str(tmp_path / "var"),
     }
-    airflow = Path(sys.executable).parent / "airflow"
-    subprocess.run([str(airflow), "db", "migrate"], env=env, check=True, capture_output=True)
+    subprocess.run([airflow_executable(), "db", "migrate"], env=env, check=True, capture_output=True)
     conf = {"dataset": str(dataset), "models": ["most_popular"], "top_n": 5, "device": "cpu"}
-    port = _free_port()
+    port = free_port()
 
     first = _backfill(env, port, "2001-11-01", "2001-11-01", conf)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
@@ -79,4 +63,4 @@ def test_backfill_replays_months_in_order_and_a_rerun_only_runs_the_new_dates(tm
         forward = con.execute("SELECT active_users FROM forward_metrics").fetchall()
         assert len(forward) == 1 and forward[0][0] > 0
     # Airflow stopped whole each time: nothing still listens on its port
-    assert _free(port)
+    assert is_free(port)

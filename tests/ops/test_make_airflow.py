@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from ops.local_airflow import airflow_executable
 from tests.conftest import REPO
-from tests.ops.test_backfill_airflow import _free, _free_port
+from tests.ops.ports import free_port, is_free
 
 
 def _airflow_processes(home: Path) -> list[str]:
@@ -32,8 +33,8 @@ def _airflow_processes(home: Path) -> list[str]:
 def test_make_airflow_prints_url_and_login_and_ctrl_c_stops_every_process(tmp_path: Path) -> None:
     home = tmp_path / "airflow"
     env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags")}
-    subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], env=env, check=True)
-    port = _free_port()
+    subprocess.run([airflow_executable(), "db", "migrate"], env=env, check=True)
+    port = free_port()
     command = [sys.executable, "-m", "ops.local_airflow", "--port", str(port)]
     # its own process group, as a terminal's foreground job is: Ctrl-C signals the group
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True, start_new_session=True)
@@ -46,9 +47,9 @@ def test_make_airflow_prints_url_and_login_and_ctrl_c_stops_every_process(tmp_pa
             break
     up = lines[-1]
     assert f"http://localhost:{port}" in up and "login: admin / " in up, lines
-    assert not _free(port)  # the UI answers
+    assert not is_free(port)  # the UI answers
     assert len(_airflow_processes(home)) >= 4  # standalone, api-server, scheduler, dag-processor, ...
     os.killpg(process.pid, signal.SIGINT)
     rest = process.communicate(timeout=120)[0]
     assert process.returncode == 0 and "Airflow stopped." in rest
-    assert _airflow_processes(home) == [] and _free(port)
+    assert _airflow_processes(home) == [] and is_free(port)
