@@ -61,9 +61,9 @@ cli: $(VENV)/.installed ## the same job without Airflow, in one process
 evaluate: $(VENV)/.installed ## train and compare MODELS under both protocols into model_runs; publishes nothing
 	$(PY) -m pipeline.cli run $(if $(DATASET),--dataset $(DATASET),) --max-epochs $(MAX_EPOCHS) --device $(DEVICE) --models $(MODELS) --until evaluate
 
-show-user: $(VENV)/.installed ## a user's profile, best/worst rated movies and current top-10: USER=<id>
-	@test -n "$(USER_ID)" || { echo "usage: make show-user USER=<user id>"; exit 2; }
-	$(PY) -m pipeline.cli show-user $(USER_ID)
+show-user: $(VENV)/.installed ## a user's profile, best/worst rated movies and current top-10: USER=<id> [PLOT=1]
+	@test -n "$(USER_ID)" || { echo "usage: make show-user USER=<user id> [PLOT=1]"; exit 2; }
+	$(PY) -m pipeline.cli show-user $(USER_ID) $(if $(PLOT),--plot,)
 
 backfill: setup ## replay history through a real scheduler: FROM=YYYY-MM-DD TO=YYYY-MM-DD [EVERY=day|week|month]; resumes
 	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make backfill FROM=YYYY-MM-DD TO=YYYY-MM-DD [EVERY=day|week|month] [DATASET=… MODELS=…]"; exit 2; }

@@ -12,6 +12,9 @@ records them in `model_runs`, picks the champion on full-ranking NDCG@10 on
 validation, refits it on every rating and publishes its top-N movies for
 every user into `recommendations` / `current_recommendations`. A champion
 clearly worse than the published one is held back with a quality alert.
+`report` writes the run's HTML report (loss curves, prediction plots, metric
+tables, forward metrics over runs) into the run folder, logs its path and
+records it in `model_runs.report_path`.
 
 A critical data-quality failure writes `dq_alerts` rows, sends the alert
 (MOVIELENS_ALERT_CHANNELS: log, email, webhook) and fails `validate` (no

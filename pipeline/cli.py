@@ -3,7 +3,7 @@
 python -m pipeline.cli run --dataset ../shared/data/ml-100k
 python -m pipeline.cli run --dataset ../shared/data/ml-100k --until evaluate --models ease,biased_mf
 python -m pipeline.cli stage validate var/runs/<run>
-python -m pipeline.cli show-user 42
+python -m pipeline.cli show-user 42 --plot
 """
 
 from __future__ import annotations
@@ -64,6 +64,15 @@ def main(argv: list[str] | None = None) -> int:
     p_user.add_argument("user_id", type=int)
     p_user.add_argument("--warehouse", default=None, help="DuckDB file (default: warehouse/movielens.duckdb)")
     p_user.add_argument("--serving", default=None, help="serving file (default: <warehouse>.serving.duckdb)")
+    p_user.add_argument(
+        "--plot",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="PNG",
+        help="also write the genre chart: your average rating vs the average predicted for unseen movies "
+        "(default path: var/plots/user-<id>-genres.png)",
+    )
     p_stage = sub.add_parser("stage", help="re-run one stage of an existing run folder")
     p_stage.add_argument("name", choices=[s.__name__ for s in run.STAGES])
     p_stage.add_argument("run_dir")
@@ -112,6 +121,16 @@ def _show_user(args: argparse.Namespace) -> int:
         print(f"no warehouse at {warehouse}: run the job first (make run)", file=sys.stderr)
         return 2
     print(show_user.render(show_user.load(warehouse, served, args.user_id)))
+    if args.plot is not None:
+        from pipeline import genre_chart
+        from pipeline.config import var_dir
+
+        target = Path(args.plot) if args.plot else var_dir() / "plots" / f"user-{args.user_id}-genres.png"
+        try:
+            print(f"genre chart: {genre_chart.chart(served, args.user_id, target)}")
+        except genre_chart.ChartError as exc:
+            print(f"no genre chart: {exc}", file=sys.stderr)
+            return 2
     return 0
 
 

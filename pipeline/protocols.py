@@ -50,19 +50,24 @@ def _part(frame: pl.DataFrame, *parts: int) -> pl.DataFrame:
 
 def notebook_protocol(
     name: str, params: dict[str, Any], feats: Features, split: pl.DataFrame, scale: RatingScale, device: torch.device
-) -> dict[str, Any]:
-    """Protocol A test metrics (rating metrics only for models that predict ratings)."""
+) -> tuple[dict[str, Any], pl.DataFrame | None]:
+    """Protocol A test metrics (rating metrics only for models that predict ratings), and the
+    test ratings beside their predictions in stars for the report's plots (None without ratings)."""
     model = Recommender(name, params, feats, device)
     fitted = model.fit(ratings(_part(split, TRAIN), scale), ratings(_part(split, VAL), scale))
     test = _part(split, TEST)
     users, movies = test["user_idx"].to_numpy(), test["movie_idx"].to_numpy()
+    predictions = None
     if model.spec.predicts_ratings:
         pred = model.predict(users, movies)
         metrics = rating_metrics(pred, scale.to_unit(test["rating"].to_numpy()), scale.max)
+        predictions = pl.DataFrame(
+            {"actual": test["rating"].to_numpy(), "predicted": np.asarray(pred, dtype=np.float64) * scale.max}
+        )
     else:
         pred, metrics = _pair_scores(model, users, movies), {}
     metrics |= rerank_metrics(test["user_id"].to_numpy(), pred, test["rating"].to_numpy(), scale.like_threshold)
-    return {"test": metrics, "fit": _fit_summary(fitted)}
+    return {"test": metrics, "fit": _fit_summary(fitted)}, predictions
 
 
 def full_ranking_protocol(
@@ -123,7 +128,16 @@ def _fit_summary(result) -> dict[str, Any]:
         "best_epoch": result.best_epoch,
         "best_val_mse": None if not np.isfinite(result.best_val_loss) else result.best_val_loss,
         "samples_per_s": round(result.samples_per_s),
+        # per-epoch losses for the report's curves (none for closed-form models)
+        "history": [
+            {"epoch": h["epoch"], "train_loss": h["train_loss"], "val_loss": _finite(h["val_loss"])}
+            for h in result.history
+        ],
     }
+
+
+def _finite(value: float) -> float | None:
+    return value if np.isfinite(value) else None
 
 
 def _ranking(model: Recommender, train: pl.DataFrame, test: pl.DataFrame, scale: RatingScale) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from pipeline import alerts, forward, serving, warehouse
+from pipeline import alerts, forward, run_report, serving, warehouse
 from pipeline.champion import (
     ChampionGateError,
     choose_champion,
@@ -166,6 +166,7 @@ def validate(run_dir: str) -> str:
         report.docs_index,
     )
     if not report.passed:
+        _html_report(run_dir)  # whoever is paged sees the failed checks on the run's page too
         raise DataQualityError([r for r in report.results if r.blocking])
     return run_dir
 
@@ -241,7 +242,8 @@ def train_model(run_dir: str, name: str) -> str:
     feats = Features.load(Path(run_dir) / "features.npz")
     out = _model_dir(run_dir, name)
     out.mkdir(parents=True, exist_ok=True)
-    (out / MODEL_FILE).unlink(missing_ok=True)  # a production fit from an earlier training is stale now
+    for stale in (MODEL_FILE, run_report.PREDICTIONS_FILE):  # an earlier training's outputs are stale now
+        (out / stale).unlink(missing_ok=True)
     params = registry.hyper_parameters(name, {**cfg.train_overrides, **cfg.model_params.get(name, {})})
     reason = registry.skip_reason(name, feats)
     if reason:
@@ -254,7 +256,9 @@ def train_model(run_dir: str, name: str) -> str:
     if cfg.notebook_protocol:
         log.info("%s: protocol A (notebooks')", name)
         split_a = pl.read_parquet(Path(run_dir) / "split.parquet")
-        result[NOTEBOOK] = notebook_protocol(name, params, feats, split_a, layout.scale, device)
+        result[NOTEBOOK], predictions = notebook_protocol(name, params, feats, split_a, layout.scale, device)
+        if predictions is not None:
+            run_report.sample_rows(predictions).write_parquet(out / run_report.PREDICTIONS_FILE)
     log.info("%s: protocol B (full ranking)", name)
     split_b = pl.read_parquet(Path(run_dir) / "temporal.parquet")
     result[FULL_RANKING] = full_ranking_protocol(
@@ -289,6 +293,7 @@ def evaluate(run_dir: str) -> str:
         with warehouse.connect(cfg.warehouse) as con:
             alert = alerts.champion_alert(con, cfg.run_id, verdict)
         alerts.notify(alert)
+        _html_report(run_dir)  # the held-back models' plots and metrics, beside the published champion's
         raise ChampionGateError(verdict["message"])
     return run_dir
 
@@ -435,6 +440,9 @@ def publish(run_dir: str) -> str:
             f"run {cfg.run_id} not published: scoring shards missing {sorted(expected - present)}, "
             f"unexpected {sorted(present - expected)} in {Path(run_dir) / SCORES_DIR}"
         )
+    log.info(
+        "publishing run %s: %d shard file(s) into %s, then the serving file", cfg.run_id, len(present), cfg.warehouse
+    )
     with warehouse.connect(cfg.warehouse) as con:
         publish_rows(
             con,
@@ -454,9 +462,20 @@ def serving_file(cfg: RunConfig) -> Path:
     return Path(cfg.serving) if cfg.serving else serving.serving_path(cfg.warehouse)
 
 
-def report(run_dir: str) -> str:
-    """A short run summary in the log and in report.json."""
+def _html_report(run_dir: str) -> Path:
+    """The run's HTML page, its path logged and recorded on the run's model_runs rows."""
     cfg = _cfg(run_dir)
+    with warehouse.connect(cfg.warehouse) as con:
+        page = run_report.build(run_dir, con)
+        con.execute(sql("report/record_path"), {"path": str(page), "run_id": cfg.run_id})
+    log.info("report: %s", page)
+    return page
+
+
+def report(run_dir: str) -> str:
+    """A short run summary in the log and in report.json; the HTML report, its path in model_runs."""
+    cfg = _cfg(run_dir)
+    page = _html_report(run_dir)
     with warehouse.connect(cfg.warehouse) as con:
         counts = dict(
             con.execute(
@@ -474,6 +493,7 @@ def report(run_dir: str) -> str:
         "models": {n: json.loads((_model_dir(run_dir, n) / "metrics.json").read_text()) for n in cfg.models},
         "validation": json.loads((Path(run_dir) / "validation.json").read_text()),
         "warehouse": cfg.warehouse,
+        "html": str(page),
     }
     (Path(run_dir) / "report.json").write_text(json.dumps(summary, indent=2, default=str))
     log.info("run %s done: %s; warehouse %s", cfg.run_id, counts, cfg.warehouse)

@@ -122,3 +122,5 @@ CREATE TABLE IF NOT EXISTS forward_metrics (
     liked_ndcg       DOUBLE,
     computed_at      TIMESTAMP NOT NULL
 );
+-- Added by the run-report work (issue 7): the run's HTML report.
+ALTER TABLE model_runs ADD COLUMN IF NOT EXISTS report_path VARCHAR;

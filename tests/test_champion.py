@@ -63,7 +63,10 @@ def test_a_clearly_worse_champion_is_not_published_and_raises_a_quality_alert(tm
             "SELECT model, protocol, is_champion FROM model_runs WHERE run_id = 'worse' ORDER BY protocol"
         ).fetchall()
         models = con.execute("SELECT DISTINCT model FROM current_recommendations").fetchall()
+        pages = con.execute("SELECT DISTINCT report_path FROM model_runs WHERE run_id = 'worse'").fetchall()
     assert after == before and models == [("ease",)]
+    # the held-back run still has its report, which says why nothing was published
+    assert len(pages) == 1 and "not published" in Path(pages[0][0]).read_text()
     assert len(alert) == 1 and alert[0][:3] == ("model_quality", "champion_not_worse_than_published", "critical")
     assert "most_popular" in alert[0][3] and "not published" in alert[0][3]
     # the challenger's metrics are still recorded, labelled by protocol
