@@ -26,6 +26,7 @@ import polars as pl
 import torch
 
 from pipeline.models.registry import SCORES_PER_BLOCK, Recommender
+from pipeline.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +100,10 @@ def top_n(
     batch = max(16, SCORES_PER_BLOCK.get(device.type, 1 << 22) // max(n_movies, 1))
     parts = []
     buffer = torch.empty((min(batch, len(personal)), n_movies), device=device)  # reused by matrix-product scorers
+    progress = Progress(len(personal), "scoring", "users", log)
     for i in range(0, len(personal), batch):
         chunk = personal[i : i + batch]
+        progress.update(len(chunk))
         u = torch.from_numpy(chunk).to(device)
         out = buffer[: len(chunk)]
         if two_stage:
@@ -114,8 +117,7 @@ def top_n(
             scores = _unseen(model.score_tensor(u, out), chunk, blocked, seen)
             top_scores, top_movies = top_k(scores, min(n, n_movies))
         parts.append(_rows(model, chunk, top_scores, top_movies, liked, item_vectors))
-        if (i // batch) % 50 == 0:
-            log.info("scored %d/%d users", min(i + batch, len(personal)), len(personal))
+    progress.close()
     if len(cold):
         log.info("%d users with fewer than %d training ratings get the popularity fallback", len(cold), min_history)
         fallback = _Fallback(n_movies, device, blocked, seen, batch)

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from pipeline.config import TrainParams
+from pipeline.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -112,16 +113,18 @@ def fit(
         model.train()
         order = torch.randperm(n, device=device, generator=generator)
         total = torch.zeros((), device=device)
-        for start in range(0, n, params.batch_size):
-            idx = order[start : start + params.batch_size]
-            if len(idx) < 2:  # batch norm needs two samples
-                continue
-            optimiser.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                loss = objective(train[0][idx], train[1][idx], train[2][idx])
-            loss.backward()
-            optimiser.step()
-            total += loss.detach() * len(idx)
+        with Progress(n, f"epoch {epoch}/{max_epochs}", "samples", log) as progress:
+            for start in range(0, n, params.batch_size):
+                idx = order[start : start + params.batch_size]
+                progress.update(len(idx))
+                if len(idx) < 2:  # batch norm needs two samples
+                    continue
+                optimiser.zero_grad(set_to_none=True)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    loss = objective(train[0][idx], train[1][idx], train[2][idx])
+                loss.backward()
+                optimiser.step()
+                total += loss.detach() * len(idx)
         train_loss = float(total) / n
         lr = optimiser.param_groups[0]["lr"]
         val_loss = objective.validation(val) if val is not None else float("nan")

@@ -16,6 +16,8 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+from pipeline.progress import Progress
+
 log = logging.getLogger(__name__)
 
 ML_LATEST_SMALL_URL = "https://files.grouplens.org/datasets/movielens/ml-latest-small.zip"
@@ -65,7 +67,11 @@ def _download(url: str, target: Path, timeout_s: float, attempts: int) -> None:
         log.info("downloading %s (attempt %d/%d)", url, attempt, attempts)
         try:
             with urllib.request.urlopen(url, timeout=timeout_s) as response, open(target, "wb") as out:
-                shutil.copyfileobj(response, out, length=1 << 20)
+                size = int(response.headers.get("Content-Length") or 0)
+                with Progress(size, f"downloading {target.name}", "B", log, every_s=10) as progress:
+                    for chunk in iter(lambda: response.read(1 << 20), b""):
+                        out.write(chunk)
+                        progress.update(len(chunk))
             return
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
             if attempt == attempts:
