@@ -22,7 +22,7 @@ import torch
 
 from pipeline import plots
 from pipeline.config import safe_name, var_dir
-from pipeline.datasets.layouts import Layout
+from pipeline.datasets.layouts import Layout, RatingScale
 from pipeline.features import Features
 from pipeline.models import registry
 from pipeline.models.registry import Recommender
@@ -66,13 +66,12 @@ def compare(run_dir: Path, run_id: str, champion: str, user_id: int) -> GenreCom
         raise ChartError(f"the folder of run {run_id} is gone or incomplete ({run_dir}): cannot predict for --plot")
     feats = Features.load(run_dir / "features.npz")
     scale = Layout.from_dict(json.loads((run_dir / "manifest.json").read_text())["layout"]).scale
-    ratings = pl.read_parquet(run_dir / "ratings.parquet")
     where = np.flatnonzero(feats.user_ids == user_id)
     if not len(where):
         raise ChartError(f"user {user_id} has no ratings in run {run_id}")
     user_idx = int(where[0])
-    own = ratings.filter(pl.col("user_idx") == user_idx)
-    model = _rating_model(run_dir, champion, feats, ratings, scale)
+    own = pl.scan_parquet(run_dir / "ratings.parquet").filter(pl.col("user_idx") == user_idx).collect()
+    model = _rating_model(run_dir, champion, feats, scale)
     unseen = np.setdiff1d(np.arange(len(feats.movie_ids)), own["movie_idx"].to_numpy())
     predicted = model.predict(np.full(len(unseen), user_idx), unseen) * scale.max
     in_genre = feats.movie_features > 0
@@ -90,12 +89,13 @@ def compare(run_dir: Path, run_id: str, champion: str, user_id: int) -> GenreCom
     return GenreComparison(user_id, run_id, model.name, champion, genres, actual, mean_pred, counts)
 
 
-def _rating_model(run_dir: Path, champion: str, feats: Features, ratings: pl.DataFrame, scale) -> Recommender:
+def _rating_model(run_dir: Path, champion: str, feats: Features, scale: RatingScale) -> Recommender:
     """The champion's production fit when it predicts ratings, else the stand-in fitted here."""
     device = torch.device("cpu")
     saved = run_dir / "models" / champion / "model.bin"
     if registry.spec(champion).predicts_ratings and saved.is_file():
         return Recommender.load(champion, saved, feats, device)
+    ratings = pl.read_parquet(run_dir / "ratings.parquet", columns=["user_idx", "movie_idx", "rating"])
     log.info(
         "%s predicts no ratings: fitting %s on the run's %d ratings for the chart", champion, STAND_IN, len(ratings)
     )

@@ -258,6 +258,7 @@ def train_model(run_dir: str, name: str) -> str:
         split_a = pl.read_parquet(Path(run_dir) / "split.parquet")
         result[NOTEBOOK], predictions = notebook_protocol(name, params, feats, split_a, layout.scale, device)
         if predictions is not None:
+            result[NOTEBOOK]["test_rows"] = len(predictions)
             run_report.sample_rows(predictions).write_parquet(out / run_report.PREDICTIONS_FILE)
     log.info("%s: protocol B (full ranking)", name)
     split_b = pl.read_parquet(Path(run_dir) / "temporal.parquet")

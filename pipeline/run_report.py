@@ -67,7 +67,8 @@ class RunFacts:
     run_id: str
     logical_date: str
     dataset: str
-    ratings: pl.DataFrame | None
+    ratings: dict[str, Any] | None  # counts, date range and mean (summarised lazily: ml-25m has 25M rows)
+    rating_counts: pl.DataFrame | None
     validation: dict[str, Any] | None
     alerts: list[tuple] = field(default_factory=list)
     results: list[dict[str, Any]] = field(default_factory=list)
@@ -93,7 +94,8 @@ def gather(run_dir: Path, con: duckdb.DuckDBPyConnection | None) -> RunFacts:
         run_id=cfg.get("run_id", run_dir.name),
         logical_date=cfg.get("logical_date", ""),
         dataset=manifest.get("folder", cfg.get("dataset", "")),
-        ratings=pl.read_parquet(ratings_file, columns=["user_id", "movie_id", "rating", "timestamp"])
+        ratings=_summary(ratings_file) if ratings_file.is_file() else None,
+        rating_counts=pl.scan_parquet(ratings_file).group_by("rating").len().sort("rating").collect()
         if ratings_file.is_file()
         else None,
         validation=_json(run_dir / "validation.json"),
@@ -156,23 +158,22 @@ def _contents(facts: RunFacts) -> str:
 def _data_section(facts: RunFacts, out: Path) -> str:
     """Counts and validation on the left, the rating distribution on the right, alerts below."""
     left, right = [], []
-    r = facts.ratings
-    if r is None or r.is_empty():
+    r, counts = facts.ratings, facts.rating_counts
+    if r is None or counts is None or not r["ratings"]:
         left.append("<p class=missing>No ratings in the run folder: the run stopped before features.</p>")
     else:
         left.append(
             _kv_table(
                 [
-                    ("ratings", f"{len(r):,}"),
-                    ("users", f"{r['user_id'].n_unique():,}"),
-                    ("movies rated", f"{r['movie_id'].n_unique():,}"),
-                    ("rated between", _date_range(r["timestamp"].min(), r["timestamp"].max())),
-                    ("mean rating", f"{r['rating'].mean():.3f}"),
+                    ("ratings", f"{r['ratings']:,}"),
+                    ("users", f"{r['users']:,}"),
+                    ("movies rated", f"{r['movies']:,}"),
+                    ("rated between", _date_range(r["first"], r["last"])),
+                    ("mean rating", f"{r['mean']:.3f}"),
                 ]
             )
         )
-        dist = r.group_by("rating").len().sort("rating")
-        png = plots.rating_distribution(dist["rating"].to_numpy(), dist["len"].to_numpy(), out / "ratings.png")
+        png = plots.rating_distribution(counts["rating"].to_numpy(), counts["len"].to_numpy(), out / "ratings.png")
         right.append(_img(png, "Rating distribution"))
     left.append("<h3>Validation</h3>")
     v = facts.validation
@@ -202,6 +203,22 @@ def _data_section(facts: RunFacts, out: Path) -> str:
             )
         )
     return "\n".join(parts)
+
+
+def _summary(ratings_file: Path) -> dict[str, Any]:
+    return (
+        pl.scan_parquet(ratings_file)
+        .select(
+            pl.len().alias("ratings"),
+            pl.col("user_id").n_unique().alias("users"),
+            pl.col("movie_id").n_unique().alias("movies"),
+            pl.col("timestamp").min().alias("first"),
+            pl.col("timestamp").max().alias("last"),
+            pl.col("rating").mean().alias("mean"),
+        )
+        .collect()
+        .row(0, named=True)
+    )
 
 
 def _date_range(first: int | None, last: int | None) -> str:
@@ -262,7 +279,8 @@ def _model_section(result: dict[str, Any], facts: RunFacts, out: Path) -> str:
     pred = facts.predictions.get(name)
     if pred is not None and len(pred):
         actual, predicted = pred["actual"].to_numpy(), pred["predicted"].to_numpy()
-        note = f"protocol A test, {len(pred):,} ratings"
+        total = result.get("notebook", {}).get("test_rows", len(pred))
+        note = f"protocol A test, {len(pred):,} ratings" + (f" of {total:,}" if total > len(pred) else "")
         images.append(
             _img(
                 plots.predicted_vs_actual(

@@ -65,3 +65,15 @@ def test_report_of_a_run_stopped_by_bad_data_shows_the_alert_and_says_what_is_mi
     assert "No model was trained in this run." in text
     assert "has not published" in text
     assert _images(page) == []  # the run stopped before the ratings were loaded
+
+
+def test_kept_predictions_are_a_fixed_sample_of_distinct_rows_when_there_are_too_many() -> None:
+    import polars as pl
+
+    from pipeline.run_report import sample_rows
+
+    frame = pl.DataFrame({"actual": range(100), "predicted": range(100)})
+    kept = sample_rows(frame, limit=30)
+    assert len(kept) == 30 and kept["actual"].n_unique() == 30 and kept["actual"].is_in(frame["actual"]).all()
+    assert kept.equals(sample_rows(frame, limit=30))  # the same rows on a re-run
+    assert sample_rows(frame, limit=100).equals(frame)
