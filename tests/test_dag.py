@@ -157,6 +157,10 @@ def test_airflow_dags_test_on_ml100k_publishes_n_unseen_recommendations_for_ever
     assert con.execute("SELECT count(*) FROM dq_results WHERE success").fetchall()[0][0] > 30
     run_dir = next((tmp_path / "var" / "runs").iterdir())
     assert sorted(p.name for p in (run_dir / "scores").iterdir()) == [f"shard-0000{i}.parquet" for i in range(3)]
+    # the report task wrote the run's page, logged its path and recorded it for every model row
+    page = run_dir / "report" / "index.html"
+    assert con.execute("SELECT DISTINCT report_path FROM model_runs").fetchall() == [(str(page),)]
+    assert page.is_file() and f"report: {page}" in done.stdout + done.stderr
     # consumers read the serving file, which holds the same current run
     with duckdb.connect(str(tmp_path / "wh.serving.duckdb"), read_only=True) as serving:
         assert serving.execute("SELECT count(*) FROM current_recommendations").fetchall() == [(943 * 20,)]
