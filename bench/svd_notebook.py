@@ -22,8 +22,7 @@ import polars as pl
 
 from pipeline.datasets.read import read_raw, stage_typed
 from pipeline.datasets.spec import resolve_dataset
-from pipeline.models.svd import TruncatedSVDRatings
-from pipeline.split import TEST, TRAIN, holdout_time_split
+from pipeline.models.svd import notebook_holdout
 
 NOTEBOOK = (8_886, 0.9628, 0.7459)
 
@@ -33,27 +32,6 @@ def read_ratings(folder: Path) -> pl.DataFrame:
     con = duckdb.connect()
     raw = read_raw(con, resolved, layout.file("ratings"))
     return pl.from_pandas(stage_typed(con, layout, "ratings", raw.chunk(con, None, 0, 1)).reset_index(drop=True))
-
-
-def evaluate(ratings: pl.DataFrame) -> tuple[int, float, float]:
-    """Pairs evaluated, RMSE and MAE of k=50 SVD on the notebook's 80/10/10 per-user time split."""
-    frame = holdout_time_split(ratings)
-    train, test = frame.filter(pl.col("split") == TRAIN), frame.filter(pl.col("split") == TEST)
-    users = {u: i for i, u in enumerate(train["user_id"].unique().sort())}
-    movies = {m: i for i, m in enumerate(train["movie_id"].unique().sort())}
-    known = test.filter(pl.col("user_id").is_in(list(users)) & pl.col("movie_id").is_in(list(movies)))
-    model = TruncatedSVDRatings(k=50).fit(
-        train["user_id"].replace_strict(users).to_numpy(),
-        train["movie_id"].replace_strict(movies).to_numpy(),
-        train["rating"].to_numpy(),
-        len(users),
-        len(movies),
-    )
-    pred = model.predict(
-        known["user_id"].replace_strict(users).to_numpy(), known["movie_id"].replace_strict(movies).to_numpy()
-    )
-    error = pred - known["rating"].to_numpy()
-    return len(known), float(np.sqrt(np.mean(error**2))), float(np.mean(np.abs(error)))
 
 
 def with_shuffled_ties(ratings: pl.DataFrame, seed: int) -> pl.DataFrame:
@@ -72,12 +50,12 @@ def main() -> None:
         sys.exit(f"no dataset at {args.data}")
     ratings = read_ratings(args.data)
     started = time.perf_counter()
-    ours = evaluate(ratings)
+    ours = notebook_holdout(ratings)
     print(f"notebook:                  {NOTEBOOK[0]:,} pairs  RMSE {NOTEBOOK[1]:.4f}  MAE {NOTEBOOK[2]:.4f}")
     print(f"ours (ties by movie id):   {ours[0]:,} pairs  RMSE {ours[1]:.4f}  MAE {ours[2]:.4f}")
     spread = []
     for seed in range(args.orders):
-        spread.append(evaluate(with_shuffled_ties(ratings, seed)))
+        spread.append(notebook_holdout(with_shuffled_ties(ratings, seed)))
         print(f"  tie order {seed + 1}/{args.orders}: {spread[-1][0]:,} pairs  RMSE {spread[-1][1]:.4f}", flush=True)
     pairs, rmse, mae = (np.array(column) for column in zip(*spread, strict=True))
     print(

@@ -10,8 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import polars as pl
 import scipy.sparse as sp
 from scipy.sparse.linalg import svds
+
+from pipeline.split import TEST, TRAIN, holdout_time_split
 
 
 @dataclass
@@ -40,3 +43,25 @@ class TruncatedSVDRatings:
         """Predicted ratings of every movie for these users, [len(users), n_movies]."""
         assert self.user_factors is not None and self.movie_factors is not None and self.user_means is not None
         return self.user_factors[users] @ self.movie_factors.T + self.user_means[users][:, None]
+
+
+def notebook_holdout(ratings: pl.DataFrame, k: int = 50) -> tuple[int, float, float]:
+    """The ml-latest-small notebook's evaluation: fit on its per-user 80/10/10 time split's train
+    part; (test pairs whose user and movie were in train, RMSE, MAE) on those pairs."""
+    frame = holdout_time_split(ratings)
+    train, test = frame.filter(pl.col("split") == TRAIN), frame.filter(pl.col("split") == TEST)
+    users = {u: i for i, u in enumerate(train["user_id"].unique().sort())}
+    movies = {m: i for i, m in enumerate(train["movie_id"].unique().sort())}
+    known = test.filter(pl.col("user_id").is_in(list(users)) & pl.col("movie_id").is_in(list(movies)))
+    model = TruncatedSVDRatings(k=k).fit(
+        train["user_id"].replace_strict(users).to_numpy(),
+        train["movie_id"].replace_strict(movies).to_numpy(),
+        train["rating"].to_numpy(),
+        len(users),
+        len(movies),
+    )
+    pred = model.predict(
+        known["user_id"].replace_strict(users).to_numpy(), known["movie_id"].replace_strict(movies).to_numpy()
+    )
+    error = pred - known["rating"].to_numpy()
+    return len(known), float(np.sqrt(np.mean(error**2))), float(np.mean(np.abs(error)))
