@@ -166,7 +166,7 @@ def validate(run_dir: str) -> str:
         report.docs_index,
     )
     if not report.passed:
-        _html_report(run_dir)  # whoever is paged sees the failed checks on the run's page too
+        _report_before_failing(run_dir)  # whoever is paged sees the failed checks on the run's page too
         raise DataQualityError([r for r in report.results if r.blocking])
     return run_dir
 
@@ -294,7 +294,7 @@ def evaluate(run_dir: str) -> str:
         with warehouse.connect(cfg.warehouse) as con:
             alert = alerts.champion_alert(con, cfg.run_id, verdict)
         alerts.notify(alert)
-        _html_report(run_dir)  # the held-back models' plots and metrics, beside the published champion's
+        _report_before_failing(run_dir)  # the held-back models' plots and metrics
         raise ChampionGateError(verdict["message"])
     return run_dir
 
@@ -471,6 +471,14 @@ def _html_report(run_dir: str) -> Path:
         con.execute(sql("report/record_path"), {"path": str(page), "run_id": cfg.run_id})
     log.info("report: %s", page)
     return page
+
+
+def _report_before_failing(run_dir: str) -> None:
+    """The page of a run about to fail; a fault in it must not hide why the run failed."""
+    try:
+        _html_report(run_dir)
+    except Exception as exc:  # any fault: the run's own error follows and matters more
+        log.warning("report not written: %s: %s", type(exc).__name__, exc)
 
 
 def report(run_dir: str) -> str:

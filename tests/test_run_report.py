@@ -77,3 +77,13 @@ def test_kept_predictions_are_a_fixed_sample_of_distinct_rows_when_there_are_too
     assert len(kept) == 30 and kept["actual"].n_unique() == 30 and kept["actual"].is_in(frame["actual"]).all()
     assert kept.equals(sample_rows(frame, limit=30))  # the same rows on a re-run
     assert sample_rows(frame, limit=100).equals(frame)
+
+
+def test_a_report_that_cannot_be_written_does_not_hide_why_the_run_failed(dataset, tmp_path, caplog) -> None:
+    with open(dataset / "movies.dat", "a", encoding="latin-1") as fh:
+        fh.write("1::Another Film (1999)::Drama\n")
+    blocker = var_dir() / "runs" / "bad" / "report"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("a file where the report folder should be")
+    assert _run(dataset, tmp_path / "wh.duckdb", "bad", "2001-12-31") == 2  # still the data-quality exit
+    assert any(r.getMessage().startswith("report not written: FileExistsError") for r in caplog.records)
