@@ -261,14 +261,11 @@ def _model_section(result: dict[str, Any], facts: RunFacts, out: Path) -> str:
         return parts[0] + f"\n<p class=missing>Skipped: {_e(result['skipped'])}</p>"
     images = []
     curves: dict[str, list] = {}
-    best = None
-    for protocol, fit, label in (("full_ranking", "fit", "B"), ("notebook", "fit", "A")):
-        history = result.get(protocol, {}).get(fit, {}).get("history") or []
-        if history:
-            curves[f"{label} train loss"] = [h["train_loss"] for h in history]
-            curves[f"{label} val MSE"] = [h["val_loss"] for h in history]
-            if label == "B":
-                best = result[protocol][fit].get("best_epoch")
+    for protocol, label in (("full_ranking", "B"), ("notebook", "A")):
+        for h in result.get(protocol, {}).get("fit", {}).get("history") or []:
+            curves.setdefault(f"{label} train loss", []).append(h["train_loss"])
+            curves.setdefault(f"{label} val MSE", []).append(h["val_loss"])
+    best = result.get("full_ranking", {}).get("fit", {}).get("best_epoch")
     if curves:
         png = plots.loss_curves(
             curves, best, f"{name}: loss per epoch (B's best epoch marked)", out / f"{name}_loss.png"
