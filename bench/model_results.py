@@ -26,6 +26,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from pipeline import logs, run  # noqa: E402
+from pipeline.champion import FULL_RANKING_COLUMNS as B_COLUMNS  # noqa: E402
+from pipeline.champion import NOTEBOOK_COLUMNS as A_COLUMNS  # noqa: E402
 from pipeline.champion import metric_value  # noqa: E402
 from pipeline.config import ALL_MODELS, PROJECT_ROOT  # noqa: E402
 from pipeline.models import registry  # noqa: E402
@@ -33,29 +35,6 @@ from pipeline.models import registry  # noqa: E402
 SHARED = REPO.parent / "shared" / "data"
 DATASETS = ("ml-100k", "ml-1m-users-1-2999", "ml-latest-small")
 START, END = "<!-- model-results:start -->", "<!-- model-results:end -->"
-
-# (header, metric path as read by pipeline.champion.metric_value, format)
-A_COLUMNS = (
-    ("RMSE (/max)", "notebook.test.rmse", "{:.4f}"),
-    ("RMSE★", "notebook.test.rmse_stars", "{:.3f}"),
-    ("MAE★", "notebook.test.mae_stars", "{:.3f}"),
-    ("R²", "notebook.test.r2", "{:.3f}"),
-    ("P@10", "notebook.test.precision@10", "{:.3f}"),
-    ("R@10", "notebook.test.recall@10", "{:.3f}"),
-    ("F1@10", "notebook.test.f1@10", "{:.3f}"),
-    ("NDCG@10", "notebook.test.ndcg@10", "{:.3f}"),
-    ("fit s", "notebook.fit.seconds", "{:.0f}"),
-)
-B_COLUMNS = (
-    ("val NDCG@10", "full_ranking.val.ndcg@10", "{:.4f}"),
-    ("Recall@10", "full_ranking.test.recall@10", "{:.4f}"),
-    ("Recall@20", "full_ranking.test.recall@20", "{:.4f}"),
-    ("NDCG@10", "full_ranking.test.ndcg@10", "{:.4f}"),
-    ("NDCG@20", "full_ranking.test.ndcg@20", "{:.4f}"),
-    ("MAP@10", "full_ranking.test.map@10", "{:.4f}"),
-    ("HitRate@10", "full_ranking.test.hit_rate@10", "{:.3f}"),
-    ("Coverage@10", "full_ranking.test.coverage@10", "{:.3f}"),
-)
 
 
 def evaluate_dataset(name: str, device: str, models: list[str], scratch: Path) -> dict:

@@ -135,6 +135,31 @@ def record_model_runs(
         )
 
 
+# Each protocol's headline metrics: (header, path for metric_value, format). The
+# run report and bench/model_results.py (docs/results.md) print these tables.
+NOTEBOOK_COLUMNS = (
+    ("RMSE (/max)", "notebook.test.rmse", "{:.4f}"),
+    ("RMSE★", "notebook.test.rmse_stars", "{:.3f}"),
+    ("MAE★", "notebook.test.mae_stars", "{:.3f}"),
+    ("R²", "notebook.test.r2", "{:.3f}"),
+    ("P@10", "notebook.test.precision@10", "{:.3f}"),
+    ("R@10", "notebook.test.recall@10", "{:.3f}"),
+    ("F1@10", "notebook.test.f1@10", "{:.3f}"),
+    ("NDCG@10", "notebook.test.ndcg@10", "{:.3f}"),
+    ("fit s", "notebook.fit.seconds", "{:.0f}"),
+)
+FULL_RANKING_COLUMNS = (
+    ("val NDCG@10", "full_ranking.val.ndcg@10", "{:.4f}"),
+    ("Recall@10", "full_ranking.test.recall@10", "{:.4f}"),
+    ("Recall@20", "full_ranking.test.recall@20", "{:.4f}"),
+    ("NDCG@10", "full_ranking.test.ndcg@10", "{:.4f}"),
+    ("NDCG@20", "full_ranking.test.ndcg@20", "{:.4f}"),
+    ("MAP@10", "full_ranking.test.map@10", "{:.4f}"),
+    ("HitRate@10", "full_ranking.test.hit_rate@10", "{:.3f}"),
+    ("Coverage@10", "full_ranking.test.coverage@10", "{:.3f}"),
+)
+
+# The log's one-table summary (comparison_table)
 COLUMNS = (
     ("RMSE★ A", "notebook.test.rmse_stars", "{:.3f}"),
     ("MAE★ A", "notebook.test.mae_stars", "{:.3f}"),

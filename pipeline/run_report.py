@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 
 from pipeline import plots
-from pipeline.champion import metric_value
+from pipeline.champion import FULL_RANKING_COLUMNS, NOTEBOOK_COLUMNS, metric_value
 from pipeline.sqlfiles import sql
 
 log = logging.getLogger(__name__)
@@ -32,23 +32,9 @@ PAGE = "index.html"
 PREDICTIONS_FILE = "test_predictions.parquet"
 PREDICTIONS_KEPT = 50_000  # enough for the plots; ml-25m's protocol-A test has 3.75M rows
 
-A_COLUMNS = (
-    ("RMSE★", "notebook.test.rmse_stars", "{:.3f}"),
-    ("MAE★", "notebook.test.mae_stars", "{:.3f}"),
-    ("R²", "notebook.test.r2", "{:.3f}"),
-    ("P@10", "notebook.test.precision@10", "{:.3f}"),
-    ("R@10", "notebook.test.recall@10", "{:.3f}"),
-    ("NDCG@10", "notebook.test.ndcg@10", "{:.3f}"),
-)
+# the docs' tables, plus what an operator checks first on a run's page
 B_COLUMNS = (
-    ("val NDCG@10", "full_ranking.val.ndcg@10", "{:.4f}"),
-    ("NDCG@10", "full_ranking.test.ndcg@10", "{:.4f}"),
-    ("NDCG@20", "full_ranking.test.ndcg@20", "{:.4f}"),
-    ("Recall@10", "full_ranking.test.recall@10", "{:.4f}"),
-    ("Recall@20", "full_ranking.test.recall@20", "{:.4f}"),
-    ("MAP@10", "full_ranking.test.map@10", "{:.4f}"),
-    ("HitRate@10", "full_ranking.test.hit_rate@10", "{:.3f}"),
-    ("Coverage@10", "full_ranking.test.coverage@10", "{:.3f}"),
+    *FULL_RANKING_COLUMNS,
     ("users evaluated", "full_ranking.test.users_evaluated", "{:,.0f}"),
     ("users without relevant", "full_ranking.test.users_without_relevant_test_item", "{:,.0f}"),
     ("seconds", "seconds", "{:.1f}"),
@@ -240,7 +226,7 @@ def _metrics_section(facts: RunFacts) -> str:
         "test items; test split). B = full ranking (per-user temporal split, last 10% test; every unseen "
         "movie a candidate). ../shared/EVALUATION.md defines both.</p>"
     )
-    for title, columns in (("A: notebooks' protocol, test", A_COLUMNS), ("B: full ranking", B_COLUMNS)):
+    for title, columns in (("A: notebooks' protocol, test", NOTEBOOK_COLUMNS), ("B: full ranking", B_COLUMNS)):
         rows = []
         for r in facts.results:
             name = r["model"] + (" ★" if r["model"] == champion else "")
