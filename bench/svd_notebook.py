@@ -16,22 +16,13 @@ import sys
 import time
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import polars as pl
 
-from pipeline.datasets.read import read_raw, stage_typed
-from pipeline.datasets.spec import resolve_dataset
+from pipeline.datasets.read import typed_ratings
 from pipeline.models.svd import notebook_holdout
 
 NOTEBOOK = (8_886, 0.9628, 0.7459)
-
-
-def read_ratings(folder: Path) -> pl.DataFrame:
-    resolved, layout = resolve_dataset(folder)
-    con = duckdb.connect()
-    raw = read_raw(con, resolved, layout.file("ratings"))
-    return pl.from_pandas(stage_typed(con, layout, "ratings", raw.chunk(con, None, 0, 1)).reset_index(drop=True))
 
 
 def with_shuffled_ties(ratings: pl.DataFrame, seed: int) -> pl.DataFrame:
@@ -48,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.data.exists():
         sys.exit(f"no dataset at {args.data}")
-    ratings = read_ratings(args.data)
+    ratings = typed_ratings(args.data)
     started = time.perf_counter()
     ours = notebook_holdout(ratings)
     print(f"notebook:                  {NOTEBOOK[0]:,} pairs  RMSE {NOTEBOOK[1]:.4f}  MAE {NOTEBOOK[2]:.4f}")

@@ -30,16 +30,9 @@ def shared_dataset(name: str) -> Path:
 
 def shared_ratings(name: str):
     """The typed ratings of a real copy, read by the pipeline's own reader (skip when absent)."""
-    import duckdb
-    import polars as pl
+    from pipeline.datasets.read import typed_ratings
 
-    from pipeline.datasets.read import read_raw, stage_typed
-    from pipeline.datasets.spec import resolve_dataset
-
-    folder, layout = resolve_dataset(shared_dataset(name))
-    con = duckdb.connect()
-    raw = read_raw(con, folder, layout.file("ratings"))
-    return pl.from_pandas(stage_typed(con, layout, "ratings", raw.chunk(con, None, 0, 1)).reset_index(drop=True))
+    return typed_ratings(shared_dataset(name))
 
 
 @pytest.fixture(autouse=True)

@@ -7,8 +7,8 @@ import pytest
 
 from pipeline import cli, genre_chart, serving
 from pipeline.config import var_dir
+from tests.pngs import assert_png
 from tests.synthetic import make, write_ml1m
-from tests.test_plots import assert_png
 
 USER = 3
 

@@ -8,8 +8,8 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.config import var_dir
+from tests.pngs import assert_png
 from tests.synthetic import make, write_ml1m
-from tests.test_plots import assert_png
 
 MODELS = "most_popular,biased_mf,svd"
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+import polars as pl
 
 from pipeline.datasets.layouts import COLUMNS, IGNORED, Layout, RawFile
 from pipeline.sqlfiles import sql
@@ -188,3 +189,14 @@ def stage_typed(con: duckdb.DuckDBPyConnection, layout: Layout, kind: str, frame
     con.unregister("raw_text")
     typed.index = frame.index  # row i is raw row i: quarantine and line numbers follow the label
     return typed
+
+
+def typed_ratings(source: Path) -> pl.DataFrame:
+    """A dataset's ratings typed by the job's own reader, without validation or loading
+    (for benches and tests that need real ratings in memory)."""
+    from pipeline.datasets.spec import resolve_dataset
+
+    folder, layout = resolve_dataset(source)
+    con = duckdb.connect()
+    raw = read_raw(con, folder, layout.file("ratings"))
+    return pl.from_pandas(stage_typed(con, layout, "ratings", raw.chunk(con, None, 0, 1)).reset_index(drop=True))
