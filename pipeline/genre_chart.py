@@ -27,6 +27,7 @@ from pipeline.features import Features
 from pipeline.models import registry
 from pipeline.models.registry import Recommender
 from pipeline.protocols import ratings as unit_ratings
+from pipeline.sqlfiles import sql
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def current_run(serving: Path) -> tuple[str, str]:
     if not serving.exists():
         raise ChartError(f"no serving file at {serving}: run the job first (make run)")
     with duckdb.connect(str(serving), read_only=True) as con:
-        row = con.execute("SELECT run_id, model FROM current_recommendations LIMIT 1").fetchone()
+        row = con.execute(sql("queries/current_run_model")).fetchone()
     if row is None:
         raise ChartError(f"{serving} has no current recommendations")
     return row[0], row[1]

@@ -463,12 +463,10 @@ def serving_file(cfg: RunConfig) -> Path:
     return Path(cfg.serving) if cfg.serving else serving.serving_path(cfg.warehouse)
 
 
-def _html_report(run_dir: str) -> Path:
+def _html_report(run_dir: str, con: duckdb.DuckDBPyConnection) -> Path:
     """The run's HTML page, its path logged and recorded on the run's model_runs rows."""
-    cfg = _cfg(run_dir)
-    with warehouse.connect(cfg.warehouse) as con:
-        page = run_report.build(run_dir, con)
-        con.execute(sql("report/record_path"), {"path": str(page), "run_id": cfg.run_id})
+    page = run_report.build(run_dir, con)
+    con.execute(sql("report/record_path"), {"path": str(page), "run_id": _cfg(run_dir).run_id})
     log.info("report: %s", page)
     return page
 
@@ -476,7 +474,8 @@ def _html_report(run_dir: str) -> Path:
 def _report_before_failing(run_dir: str) -> None:
     """The page of a run about to fail; a fault in it must not hide why the run failed."""
     try:
-        _html_report(run_dir)
+        with warehouse.connect(_cfg(run_dir).warehouse) as con:
+            _html_report(run_dir, con)
     except Exception as exc:  # any fault: the run's own error follows and matters more
         log.warning("report not written: %s: %s", type(exc).__name__, exc)
 
@@ -484,8 +483,8 @@ def _report_before_failing(run_dir: str) -> None:
 def report(run_dir: str) -> str:
     """A short run summary in the log and in report.json; the HTML report, its path in model_runs."""
     cfg = _cfg(run_dir)
-    page = _html_report(run_dir)
     with warehouse.connect(cfg.warehouse) as con:
+        page = _html_report(run_dir, con)
         counts = dict(
             con.execute(
                 "SELECT 'ratings', count(*) FROM ratings UNION ALL SELECT 'users with recommendations', "

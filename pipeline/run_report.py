@@ -53,9 +53,9 @@ class RunFacts:
     run_id: str
     logical_date: str
     dataset: str
-    ratings: dict[str, Any] | None  # counts, date range and mean (summarised lazily: ml-25m has 25M rows)
-    rating_counts: pl.DataFrame | None
     validation: dict[str, Any] | None
+    ratings: dict[str, Any] | None = None  # counts, date range and mean (summarised lazily: ml-25m has 25M rows)
+    rating_counts: pl.DataFrame | None = None
     alerts: list[tuple] = field(default_factory=list)
     results: list[dict[str, Any]] = field(default_factory=list)
     predictions: dict[str, pl.DataFrame] = field(default_factory=dict)
@@ -80,15 +80,13 @@ def gather(run_dir: Path, con: duckdb.DuckDBPyConnection | None) -> RunFacts:
         run_id=cfg.get("run_id", run_dir.name),
         logical_date=cfg.get("logical_date", ""),
         dataset=manifest.get("folder", cfg.get("dataset", "")),
-        ratings=_summary(ratings_file) if ratings_file.is_file() else None,
-        rating_counts=pl.scan_parquet(ratings_file).group_by("rating").len().sort("rating").collect()
-        if ratings_file.is_file()
-        else None,
         validation=_json(run_dir / "validation.json"),
         results=results,
         predictions=predictions,
         champion=_json(run_dir / "champion.json"),
     )
+    if ratings_file.is_file():
+        facts.ratings, facts.rating_counts = _summary(ratings_file)
     if con is not None:
         facts.alerts = con.execute(sql("report/alerts"), {"run_id": facts.run_id}).fetchall()
         if facts.logical_date:
@@ -96,9 +94,7 @@ def gather(run_dir: Path, con: duckdb.DuckDBPyConnection | None) -> RunFacts:
             facts.forward = pl.from_pandas(
                 con.execute(sql("report/forward_history"), {"dataset": facts.dataset, "until": until}).df()
             )
-        row = con.execute(
-            "SELECT model, n_users, n_rows FROM published_runs WHERE run_id = ?", [facts.run_id]
-        ).fetchone()
+        row = con.execute(sql("report/published"), {"run_id": facts.run_id}).fetchone()
         facts.published = dict(zip(("model", "users", "rows"), row, strict=True)) if row else None
     return facts
 
@@ -191,20 +187,19 @@ def _data_section(facts: RunFacts, out: Path) -> str:
     return "\n".join(parts)
 
 
-def _summary(ratings_file: Path) -> dict[str, Any]:
-    return (
-        pl.scan_parquet(ratings_file)
-        .select(
-            pl.len().alias("ratings"),
-            pl.col("user_id").n_unique().alias("users"),
-            pl.col("movie_id").n_unique().alias("movies"),
-            pl.col("timestamp").min().alias("first"),
-            pl.col("timestamp").max().alias("last"),
-            pl.col("rating").mean().alias("mean"),
-        )
-        .collect()
-        .row(0, named=True)
+def _summary(ratings_file: Path) -> tuple[dict[str, Any], pl.DataFrame]:
+    """Counts, date range and mean, and ratings per star value: two queries over one scan."""
+    ratings = pl.scan_parquet(ratings_file)
+    totals = ratings.select(
+        pl.len().alias("ratings"),
+        pl.col("user_id").n_unique().alias("users"),
+        pl.col("movie_id").n_unique().alias("movies"),
+        pl.col("timestamp").min().alias("first"),
+        pl.col("timestamp").max().alias("last"),
+        pl.col("rating").mean().alias("mean"),
     )
+    totals, counts = pl.collect_all([totals, ratings.group_by("rating").len().sort("rating")])
+    return totals.row(0, named=True), counts
 
 
 def _date_range(first: int | None, last: int | None) -> str:
