@@ -54,10 +54,17 @@ def to_device(triples: Triples, device: torch.device) -> Triples:
     return tuple(t.to(device) for t in triples)  # type: ignore[return-value]
 
 
+def eval_batch(device: torch.device) -> int:
+    """Pairs per forward pass outside training. On the CPU a pass whose activations stay in cache
+    is faster: a validation pass of 73,000 pairs took 37 ms in batches of 8,192, 87 ms in one of 65,536."""
+    return 65536 if device.type == "cuda" else 8192
+
+
 @torch.no_grad()
-def predict(model: nn.Module, users: torch.Tensor, movies: torch.Tensor, batch_size: int = 65536) -> torch.Tensor:
-    """Scores for (user, movie) pairs in eval mode, in large batches."""
+def predict(model: nn.Module, users: torch.Tensor, movies: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+    """Scores for (user, movie) pairs in eval mode, in batches (default: eval_batch of their device)."""
     model.eval()
+    batch_size = batch_size or eval_batch(users.device)
     parts = [model(users[i : i + batch_size], movies[i : i + batch_size]) for i in range(0, len(users), batch_size)]
     return torch.cat(parts) if parts else torch.empty(0, device=users.device)
 
@@ -91,7 +98,9 @@ def fit(
     model.to(device)
     train = _on_device(train, device)
     val = _on_device(val, device) if val is not None else None
-    optimiser = torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+    # fused: one kernel updates every parameter (the default runs ~10 ops per tensor); measured
+    # 8.6x against 7.7x the notebook loop at batch 1024 on this CPU, same validation RMSE
+    optimiser = torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay, fused=True)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimiser, mode="min", factor=params.lr_factor, patience=params.lr_patience
     )
@@ -121,7 +130,7 @@ def fit(
                     continue
                 optimiser.zero_grad(set_to_none=True)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    loss = objective(train[0][idx], train[1][idx], train[2][idx])
+                    loss = objective(*(t.index_select(0, idx) for t in train))
                 loss.backward()
                 optimiser.step()
                 total += loss.detach() * len(idx)
@@ -190,8 +199,9 @@ class _Objective:
             return float(nn.functional.mse_loss(predict(self.model, val[0], val[1]).float(), val[2]))
         saved, self.generator = self.generator, torch.Generator(device=val[0].device).manual_seed(12345)
         total = 0.0
-        for i in range(0, len(val[0]), 65536):
-            part = slice(i, i + 65536)
+        step = eval_batch(val[0].device)
+        for i in range(0, len(val[0]), step):
+            part = slice(i, i + step)
             total += float(self(val[0][part], val[1][part], val[2][part])) * len(val[0][part])
         self.generator = saved
         return total / max(len(val[0]), 1)
