@@ -8,10 +8,11 @@ import torch
 from pipeline.models.pair_mlp import Dropout
 
 
-def test_dropout_drops_the_configured_share_and_keeps_the_expected_value() -> None:
+@pytest.mark.parametrize("shape", [(200, 500), (201, 499)])  # the draws come four to a 64-bit word: an odd size too
+def test_dropout_drops_the_configured_share_and_keeps_the_expected_value(shape) -> None:
     torch.manual_seed(0)
     layer = Dropout(0.3).train()
-    out = layer(torch.ones(200, 500))
+    out = layer(torch.ones(*shape))
     dropped = float((out == 0).float().mean())
     assert dropped == pytest.approx(0.3, abs=0.005)
     assert float(out.mean()) == pytest.approx(1.0, abs=0.01)  # survivors scaled by 1 / (1 - p)
