@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pipeline.features import Features
 from pipeline.models import registry
 from pipeline.recommend import top_n
+from pipeline.run import SHARD_COMPRESSION
 from pipeline.train import select_device
 
 T = TypeVar("T")
@@ -158,7 +159,7 @@ def main() -> None:
             for i, start in enumerate(range(0, args.users, args.users_per_shard)):
                 users = np.arange(start, min(start + args.users_per_shard, args.users))
                 recs = top_n(mf, ratings, args.top_n, users=users)
-                recs.write_parquet(Path(tmp) / f"shard-{i:05d}.parquet")
+                recs.write_parquet(Path(tmp) / f"shard-{i:05d}.parquet", compression=SHARD_COMPRESSION)
                 rows += recs.height
         return rows
 

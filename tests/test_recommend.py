@@ -9,7 +9,7 @@ from pipeline.datasets.layouts import WHOLE_STARS
 from pipeline.features import Features
 from pipeline.models import registry
 from pipeline.protocols import ratings as to_ratings
-from pipeline.recommend import Genres, needs_two_stage, top_k, top_n
+from pipeline.recommend import Genres, _top_above, needs_two_stage, top_k, top_n
 from tests.synthetic import make
 
 CPU = torch.device("cpu")
@@ -124,6 +124,18 @@ def test_chunked_top_k_returns_exactly_torchs_top_values_with_distinct_columns(w
     assert torch.equal(scores.gather(1, columns), values)  # each column holds the value reported for it
     assert all(len(set(row.tolist())) == 100 for row in columns)
     assert set(columns[0, :5].tolist()) == set(range(width - 5, width))
+
+
+@pytest.mark.parametrize("slack", [0.0, 5.0, float("inf")])  # the k-th value itself; lower; no floor at all
+def test_top_above_a_floor_at_or_below_the_kth_value_equals_torchs_top_values(slack) -> None:
+    generator = torch.Generator().manual_seed(7)
+    pool = torch.randint(0, 40, (32, 900), generator=generator).float()  # many ties at the k-th value
+    pool[3, :] = float("-inf")
+    kth = torch.topk(pool, 50, dim=1).values[:, -1:]
+    values, columns = _top_above(pool, kth - slack, 50)
+    assert torch.equal(values, torch.topk(pool, 50, dim=1).values)
+    assert torch.equal(pool.gather(1, columns), values)
+    assert all(len(set(row.tolist())) == 50 for row in columns)
 
 
 def test_users_below_min_history_get_a_flagged_fallback_from_their_favourite_genres(data, mf) -> None:
