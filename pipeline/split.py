@@ -91,10 +91,12 @@ def temporal_split(ratings: pl.DataFrame, fraction: float = 0.1) -> pl.DataFrame
     return out
 
 
-def holdout_time_split(ratings: pl.DataFrame, train: float = 0.8, val: float = 0.1) -> pl.DataFrame:
-    """The ml-latest-small SVD notebook's split: per user in time order (ties by movie id),
+def holdout_time_split(
+    ratings: pl.DataFrame, train: float = 0.8, val: float = 0.1, ties: tuple[str, ...] = ("movie_id",)
+) -> pl.DataFrame:
+    """The ml-latest-small SVD notebook's split: per user in time order (ties by `ties`),
     the first ⌈train·n⌉ ratings train, up to ⌈(train + val)·n⌉ validation, the rest test."""
-    ordered = ratings.sort(["user_id", "timestamp", "movie_id"])
+    ordered = ratings.sort(["user_id", "timestamp", *ties])
     n = pl.len().over("user_id")
     position = pl.int_range(pl.len()).over("user_id")
     split = (

@@ -45,10 +45,13 @@ class TruncatedSVDRatings:
         return self.user_factors[users] @ self.movie_factors.T + self.user_means[users][:, None]
 
 
-def notebook_holdout(ratings: pl.DataFrame, k: int = 50) -> tuple[int, float, float]:
+def notebook_holdout(
+    ratings: pl.DataFrame, k: int = 50, ties: tuple[str, ...] = ("movie_id",)
+) -> tuple[int, float, float]:
     """The ml-latest-small notebook's evaluation: fit on its per-user 80/10/10 time split's train
-    part; (test pairs whose user and movie were in train, RMSE, MAE) on those pairs."""
-    frame = holdout_time_split(ratings)
+    part (timestamp ties broken by `ties`); (test pairs whose user and movie were in train, RMSE,
+    MAE) on those pairs."""
+    frame = holdout_time_split(ratings, ties=ties)
     train, test = frame.filter(pl.col("split") == TRAIN), frame.filter(pl.col("split") == TEST)
     users = {u: i for i, u in enumerate(train["user_id"].unique().sort())}
     movies = {m: i for i, m in enumerate(train["movie_id"].unique().sort())}
