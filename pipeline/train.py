@@ -98,8 +98,8 @@ def fit(
     model.to(device)
     train = _on_device(train, device)
     val = _on_device(val, device) if val is not None else None
-    # fused: one kernel updates every parameter (the default runs ~10 ops per tensor); measured
-    # 8.6x against 7.7x the notebook loop at batch 1024 on this CPU, same validation RMSE
+    # fused: one kernel updates every parameter (the CPU default runs ~10 ops per tensor);
+    # bench/train_speed.py at batch 1024 on this CPU: 219k against 196k samples/s
     optimiser = torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay, fused=True)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimiser, mode="min", factor=params.lr_factor, patience=params.lr_patience
