@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.features import Features
 from pipeline.models import registry
-from pipeline.recommend import top_n
+from pipeline.recommend import top_n, users_per_block
 from pipeline.run import SHARD_COMPRESSION
 from pipeline.train import select_device
 
@@ -122,7 +122,7 @@ def matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 5, tria
 def product_seconds(rec: registry.Recommender, n_users: int) -> float:
     """The scorer's matrix products alone, in its own user blocks and buffer: what of the ratio the
     product takes, and so what is left for excluding seen movies, top-k, reasons and rows."""
-    batch = max(16, registry.SCORES_PER_BLOCK.get(rec.device.type, 1 << 22) // rec.n_movies)
+    batch = users_per_block(rec.n_movies, rec.device)
     buffer = torch.empty((batch, rec.n_movies), device=rec.device)
     started = time.perf_counter()
     for start in range(0, n_users, batch):

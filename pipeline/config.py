@@ -87,7 +87,7 @@ class RunConfig:
 
     @property
     def run_dir(self) -> Path:
-        return var_dir() / "runs" / safe_name(self.run_id)
+        return run_folder(self.run_id)
 
     def save(self) -> Path:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -98,6 +98,11 @@ class RunConfig:
     @classmethod
     def load(cls, run_dir: str | Path) -> RunConfig:
         return cls(**json.loads((Path(run_dir) / "config.json").read_text()))
+
+
+def run_folder(run_id: str) -> Path:
+    """Where a run keeps its files (var/runs/<run id made safe for a path>)."""
+    return var_dir() / "runs" / safe_name(run_id)
 
 
 def safe_name(text: str) -> str:

@@ -21,7 +21,7 @@ import polars as pl
 import torch
 
 from pipeline import plots
-from pipeline.config import safe_name, var_dir
+from pipeline.config import run_folder
 from pipeline.datasets.layouts import Layout, RatingScale
 from pipeline.features import Features
 from pipeline.models import registry
@@ -119,4 +119,4 @@ def write(comparison: GenreComparison, path: Path) -> Path:
 def chart(serving: Path, user_id: int, path: Path) -> Path:
     """The genre chart of the currently published run for one user, written to `path`."""
     run_id, champion = current_run(serving)
-    return write(compare(var_dir() / "runs" / safe_name(run_id), run_id, champion, user_id), path)
+    return write(compare(run_folder(run_id), run_id, champion, user_id), path)

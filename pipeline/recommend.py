@@ -96,8 +96,7 @@ def top_n(
     personal = users[history[users] >= max(min_history, 1)]
     cold = users[history[users] < max(min_history, 1)]
     two_stage = retriever is not None
-    # score_tensor bounds the pairs per pass itself; this bounds the [batch, movies] matrix
-    batch = max(16, SCORES_PER_BLOCK.get(device.type, 1 << 22) // max(n_movies, 1))
+    batch = users_per_block(n_movies, device)
     parts = []
     buffer = torch.empty((min(batch, len(personal)), n_movies), device=device)  # reused by matrix-product scorers
     progress = Progress(len(personal), "scoring", "users", log)
@@ -131,6 +130,12 @@ def top_n(
         time.perf_counter() - started,
     )
     return out
+
+
+def users_per_block(n_movies: int, device: torch.device) -> int:
+    """Users scored per pass: bounds the [users, movies] score matrix (score_tensor bounds an MLP's
+    pairs per pass itself)."""
+    return max(16, SCORES_PER_BLOCK.get(device.type, 1 << 22) // max(n_movies, 1))
 
 
 def top_k(scores: torch.Tensor, k: int, chunk: int = TOP_K_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:

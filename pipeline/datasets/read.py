@@ -197,6 +197,7 @@ def typed_ratings(source: Path) -> pl.DataFrame:
     from pipeline.datasets.spec import resolve_dataset
 
     folder, layout = resolve_dataset(source)
-    con = duckdb.connect()
-    raw = read_raw(con, folder, layout.file("ratings"))
-    return pl.from_pandas(stage_typed(con, layout, "ratings", raw.chunk(con, None, 0, 1)).reset_index(drop=True))
+    with duckdb.connect() as con:
+        raw = read_raw(con, folder, layout.file("ratings"))
+        typed = stage_typed(con, layout, "ratings", raw.chunk(con, None, 0, 1))
+    return pl.from_pandas(typed.reset_index(drop=True))
