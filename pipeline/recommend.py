@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 HISTORY_FOR_REASONS = 20  # a reason is the most similar of the user's 20 best-rated movies
 FAVOURITE_GENRES = 2  # a fallback list favours the user's this many best-rated genres
 TOP_K_CHUNK = 32  # columns per chunk of top_k's pruning pass (measured best of 8-64 at 59,000 movies)
+TOP_K_GROUP = 8  # chunk maxima per group of top_k's floor (8: about 1.3k chunks per row pass it)
 
 
 @dataclass(frozen=True)
@@ -138,50 +139,71 @@ def users_per_block(n_movies: int, device: torch.device) -> int:
     return max(16, SCORES_PER_BLOCK.get(device.type, 1 << 22) // max(n_movies, 1))
 
 
-def top_k(scores: torch.Tensor, k: int, chunk: int = TOP_K_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+def top_k(
+    scores: torch.Tensor, k: int, chunk: int = TOP_K_CHUNK, group: int = TOP_K_GROUP
+) -> tuple[torch.Tensor, torch.Tensor]:
     """torch.topk along rows (values descending, column indices), faster on wide rows.
 
-    Each row is cut into chunks of `chunk` columns. The k largest chunk maxima
-    are k distinct entries, so the k-th largest entry is at least the k-th
-    largest chunk maximum, and every top-k entry lies in one of those k
-    chunks (or in the tail columns that fill no whole chunk). torch.topk then
-    runs over k x chunk columns instead of the whole row. Same values as
-    torch.topk; among equal values the columns chosen may differ, as
-    torch.topk's own tie order is unspecified. Measured at 284 x 59,000,
-    k=100 on this 2-core CPU: torch.topk 26 ms, this 19 ms.
+    Each row is cut into chunks of `chunk` columns and their maxima taken;
+    the maxima are cut into groups of `group`. The k largest group maxima are
+    k distinct entries, so the k-th largest of them is a floor no greater
+    than the row's k-th largest value: every top-k entry is at or above it,
+    in a chunk whose maximum reaches it (about 130 of 1,843 chunks for k=100
+    at 59,000 columns).
+    Only those chunks are read again, only their entries at the floor or
+    above (about 130 per row) are ranked. Same values as torch.topk; among
+    equal values the columns chosen may differ, as torch.topk's own tie order
+    is unspecified. Rows with fewer than about k finite scores go to
+    torch.topk. Measured at 284 x 59,000, k=100 on this 2-core CPU:
+    torch.topk 17.6 ms, the k largest chunk maxima then topk of their chunks
+    (the previous way) 11.5 ms, this 8.5 ms.
     """
     rows, width = scores.shape
     whole = width // chunk
-    if whole < 2 * k or 4 * k * chunk > width:  # no gain measured unless the pool is a quarter of the row
+    groups = whole // group
+    if groups < 2 * k:  # too few groups for a floor that prunes
         return torch.topk(scores, min(k, width), dim=1)
-    body = scores[:, : whole * chunk].reshape(rows, whole, chunk)  # a view when scores are row-contiguous
-    maxima, chunks = torch.topk(body.amax(dim=2), k, dim=1, sorted=False)  # [rows, k]
-    pool = body[torch.arange(rows, device=scores.device)[:, None], chunks].reshape(rows, k * chunk)
-    if whole * chunk < width:
-        pool = torch.cat([pool, scores[:, whole * chunk :]], dim=1)
-    values, at = _top_above(pool, maxima.amin(dim=1, keepdim=True), k)
-    in_chunk = at < k * chunk
-    chunk_column = chunks.gather(1, (at // chunk).clamp(max=k - 1)) * chunk + at % chunk
-    return values, torch.where(in_chunk, chunk_column, whole * chunk + at - k * chunk)
+    scores = scores.contiguous()
+    maxima = scores[:, : whole * chunk].view(rows, whole, chunk).amax(dim=2)
+    group_maxima = maxima[:, : groups * group].view(rows, groups, group).amax(dim=2)
+    floor = torch.topk(group_maxima, k, dim=1, sorted=False).values.amin(dim=1)
+    few = ~(floor > float("-inf"))  # fewer than k groups with a finite score (or NaN scores)
+    floor = floor.masked_fill(few, float("inf"))  # their survivors would be the whole row
+    r, c = (maxima >= floor[:, None]).nonzero(as_tuple=True)
+    windows = scores.view(-1).unfold(0, chunk, 1)  # every run of `chunk` entries, a view: chunks by offset
+    values = windows.index_select(0, r * width + c * chunk)  # measured 4x faster than body[r, c]
+    p, j = (values >= floor[r, None]).nonzero(as_tuple=True)
+    tail = scores[:, whole * chunk :]
+    tail_row, tail_column = (tail >= floor[:, None]).nonzero(as_tuple=True)
+    top_values, top_columns = _rank_survivors(
+        rows,
+        k,
+        [(r[p], c[p] * chunk + j, values[p, j]), (tail_row, tail_column + whole * chunk, tail[tail_row, tail_column])],
+    )
+    if few.any():
+        at = few.nonzero()[:, 0]
+        top_values[at], top_columns[at] = torch.topk(scores[at], k, dim=1)
+    return top_values, top_columns
 
 
-def _top_above(pool: torch.Tensor, floor: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """torch.topk(pool, k) given a per-row `floor` no greater than each row's k-th largest value.
-
-    Entries below the floor cannot be in the top k, so the survivors (about k
-    per row when the floor is the k-th largest chunk maximum) are packed to
-    the left of a narrow matrix and only that one is ranked. Measured at
-    284 x 3,200, k=100: torch.topk 4.9 ms, this 2.9 ms.
-    """
-    rows = pool.shape[0]
-    row, column = (pool >= floor).nonzero(as_tuple=True)  # row-major: each row's survivors in column order
-    counts = torch.bincount(row, minlength=rows)
-    slot = torch.arange(len(row), device=pool.device) - (counts.cumsum(0) - counts)[row]
-    width = max(int(counts.max()), k)
-    packed = torch.full((rows, width), float("-inf"), device=pool.device)
-    where = torch.zeros((rows, width), dtype=torch.long, device=pool.device)
-    packed[row, slot] = pool[row, column]
-    where[row, slot] = column
+def _rank_survivors(
+    rows: int, k: int, parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k largest of each row's surviving entries, given as parts of (row, column, value), each
+    ordered by row, with at least k entries per row in all: packed left into a narrow matrix that
+    torch.topk ranks."""
+    filled = torch.zeros(rows, dtype=torch.long, device=parts[0][0].device)
+    slots = []
+    for row, _, _ in parts:
+        counts = torch.bincount(row, minlength=rows)
+        slots.append(filled[row] + torch.arange(len(row), device=row.device) - (counts.cumsum(0) - counts)[row])
+        filled += counts
+    width = max(int(filled.max()), k)
+    packed = torch.full((rows, width), float("-inf"), device=filled.device)
+    where = torch.zeros((rows, width), dtype=torch.long, device=filled.device)
+    for (row, column, value), slot in zip(parts, slots, strict=True):
+        packed[row, slot] = value
+        where[row, slot] = column
     values, at = torch.topk(packed, k, dim=1)
     return values, where.gather(1, at)
 

@@ -9,7 +9,7 @@ from pipeline.datasets.layouts import WHOLE_STARS
 from pipeline.features import Features
 from pipeline.models import registry
 from pipeline.protocols import ratings as to_ratings
-from pipeline.recommend import Genres, _top_above, needs_two_stage, top_k, top_n
+from pipeline.recommend import Genres, needs_two_stage, top_k, top_n
 from tests.synthetic import make
 
 CPU = torch.device("cpu")
@@ -111,31 +111,31 @@ def test_mf_predicted_ratings_derived_from_interaction_scores_equal_its_predicti
     assert not np.allclose(recs["predicted"].to_numpy(), recs["score"].to_numpy())  # the heads do differ
 
 
-@pytest.mark.parametrize("width", [12_800, 12_813])  # 400 whole chunks; and a tail of 13 columns
+@pytest.mark.parametrize("width", [12_800, 12_813])  # 400 whole chunks (50 groups); and a tail of 13 columns
 def test_chunked_top_k_returns_exactly_torchs_top_values_with_distinct_columns(width) -> None:
     generator = torch.Generator().manual_seed(width)
     scores = torch.randint(0, 50, (64, width), generator=generator).float()  # many ties
     scores[:, ::3] = float("-inf")  # seen movies
     scores[0, -5:] = 1000.0  # the best columns of a row in the tail
     scores[1, :] = float("-inf")  # a user with no candidate left
-    values, columns = top_k(scores, 100, chunk=32)
-    expected, _ = torch.topk(scores, 100, dim=1)
+    scores[2, :] = float("-inf")
+    scores[2, ::1000] = 7.0  # fewer finite scores than k: no floor, torch.topk ranks the row
+    scores[3, :-20] = float("-inf")
+    scores[3, -20:] = 5.0  # exactly k finite scores, in the last chunk and the tail
+    values, columns = top_k(scores, 20, chunk=32, group=8)
+    expected, _ = torch.topk(scores, 20, dim=1)
     assert torch.equal(values, expected)
     assert torch.equal(scores.gather(1, columns), values)  # each column holds the value reported for it
-    assert all(len(set(row.tolist())) == 100 for row in columns)
+    assert all(len(set(row.tolist())) == 20 for row in columns)
     assert set(columns[0, :5].tolist()) == set(range(width - 5, width))
+    assert set(columns[3].tolist()) == set(range(width - 20, width))
 
 
-@pytest.mark.parametrize("slack", [0.0, 5.0, float("inf")])  # the k-th value itself; lower; no floor at all
-def test_top_above_a_floor_at_or_below_the_kth_value_equals_torchs_top_values(slack) -> None:
-    generator = torch.Generator().manual_seed(7)
-    pool = torch.randint(0, 40, (32, 900), generator=generator).float()  # many ties at the k-th value
-    pool[3, :] = float("-inf")
-    kth = torch.topk(pool, 50, dim=1).values[:, -1:]
-    values, columns = _top_above(pool, kth - slack, 50)
-    assert torch.equal(values, torch.topk(pool, 50, dim=1).values)
-    assert torch.equal(pool.gather(1, columns), values)
-    assert all(len(set(row.tolist())) == 50 for row in columns)
+def test_top_k_of_a_matrix_too_narrow_to_prune_is_torchs() -> None:
+    scores = torch.randn(8, 500, generator=torch.Generator().manual_seed(3))
+    values, columns = top_k(scores, 20, chunk=32, group=8)  # one group: no floor to gain from
+    expected_values, expected_columns = torch.topk(scores, 20, dim=1)
+    assert torch.equal(values, expected_values) and torch.equal(columns, expected_columns)
 
 
 def test_users_below_min_history_get_a_flagged_fallback_from_their_favourite_genres(data, mf) -> None:
