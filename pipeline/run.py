@@ -408,7 +408,7 @@ def score_shard(run_dir: str, shard: int) -> str:
         "score",
         # stars on the dataset's scale from the rating head, whatever head ranked;
         # a popularity fallback or a ranking-only model predicts no rating
-        (pl.col("predicted").fill_nan(None) * layout.scale.max).alias("predicted_rating"),
+        (pl.col("predicted").cast(pl.Float64).fill_nan(None) * layout.scale.max).alias("predicted_rating"),
         # -1 means "no reason movie": null, never a sentinel id
         pl.when(pl.Series(reason_idx >= 0))
         .then(pl.Series(ids_m[np.clip(reason_idx, 0, None)]))
