@@ -49,30 +49,44 @@ class BiasedMF(nn.Module):
         head: str = "rating",
         out: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """[users, movies] of one head (movies None: every movie), as one fused matrix product + bias.
+        """[users, movies] of one head (movies None: every movie), as one matrix product.
 
-        The movie term rides in addmm's bias, so the [users, movies] matrix is
-        written once; at ml-25m scale that pass is most of the scoring time.
-        `out`, a buffer reused across batches, spares a fresh 60 MB allocation
-        per batch: measured 2x faster (42 against 21 GFLOP/s at 284 x 59,000).
+        For every movie the biases ride in two extra factors (the user side
+        carries 1 and its own bias, the movie side its bias and 1), so the
+        [users, movies] matrix is written once, by one product with an even
+        factor count: measured 62.8 against 65.5 ms per 1,137 x 59,000 block
+        for addmm with a broadcast bias (which first copies the bias into
+        every row). `out`, a buffer reused across batches, spares a fresh
+        allocation per batch: measured 2x faster at 284 x 59,000.
         """
-        vectors_t = self._all_movies_t() if movies is None else self.movie_embedding(movies).T
+        if movies is None:
+            return torch.mm(self._user_side(users, head), self._all_movies_t(head), out=out)
+        vectors, vectors_t = self.user_embedding(users), self.movie_embedding(movies).T
         if head == "interaction":
-            table = self.movie_interaction_bias
-            bias = table.weight[:, 0] if movies is None else table(movies)[:, 0]
-            return torch.addmm(bias, self.user_embedding(users), vectors_t, out=out)
-        bias = self.movie_bias.weight[:, 0] if movies is None else self.movie_bias(movies)[:, 0]
-        scores = torch.addmm(bias + self.global_bias, self.user_embedding(users), vectors_t, out=out)
+            return torch.addmm(self.movie_interaction_bias(movies)[:, 0], vectors, vectors_t, out=out)
+        scores = torch.addmm(self.movie_bias(movies)[:, 0] + self.global_bias, vectors, vectors_t, out=out)
         return scores.add_(self.user_bias(users))
 
-    def _all_movies_t(self) -> torch.Tensor:
-        """Every movie's factors as a contiguous [factors, movies] matrix, kept while the weights are
-        unchanged (a product with the transposed view of the embedding measured slower)."""
-        weight = self.movie_embedding.weight
-        key = (weight.data_ptr(), weight._version)
-        if getattr(self, "_movies_t_key", None) != key:
-            self._movies_t, self._movies_t_key = weight.detach().T.contiguous(), key
-        return self._movies_t
+    def _user_side(self, users: torch.Tensor, head: str) -> torch.Tensor:
+        """[users, factors + 2]: the factors, 1 (times the movie's bias), the user's bias (times 1)."""
+        vectors = self.user_embedding(users)
+        ones = torch.ones((len(users), 1), device=vectors.device, dtype=vectors.dtype)
+        own = self.user_bias(users) if head != "interaction" else torch.zeros_like(ones)
+        return torch.cat([vectors, ones, own], dim=1)
+
+    def _all_movies_t(self, head: str) -> torch.Tensor:
+        """[factors + 2, movies], contiguous: the factors, the head's movie bias (with the global
+        bias for ratings), 1. Kept while the weights are unchanged."""
+        bias = self.movie_interaction_bias if head == "interaction" else self.movie_bias
+        weights = (self.movie_embedding.weight, bias.weight, self.global_bias)
+        key = (head, *((w.data_ptr(), w._version) for w in weights))
+        cached = getattr(self, "_movies_t", {})
+        if cached.get(head, (None,))[0] != key:
+            row = bias.weight[:, 0] + (self.global_bias if head != "interaction" else 0.0)
+            matrix = torch.cat([self.movie_embedding.weight.T, row[None], torch.ones_like(row)[None]])
+            cached[head] = (key, matrix.detach().contiguous())
+            self._movies_t = cached
+        return cached[head][1]
 
     @torch.no_grad()
     def rating_from_interaction(self, users: torch.Tensor, movies: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:

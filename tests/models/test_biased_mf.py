@@ -38,3 +38,19 @@ def test_scores_follow_the_weights_after_training_or_loading_new_ones() -> None:
     expected = model.outputs(torch.arange(7).repeat_interleave(11), torch.arange(11).repeat(7))[1].view(7, 11)
     assert not torch.allclose(before, after)
     assert torch.allclose(after, expected.detach(), atol=1e-5)
+
+
+def test_scores_follow_in_place_changes_of_the_biases_folded_into_the_product() -> None:
+    model = _model()
+    for head in ("rating", "interaction"):
+        model.score_matrix(torch.arange(7), None, head)  # cached for both heads first
+    with torch.no_grad():
+        model.movie_bias.weight.add_(0.5)
+        model.movie_interaction_bias.weight.mul_(-1.0)
+        model.global_bias.add_(2.0)
+        model.user_bias.weight.add_(1.0)
+    rating, logit = model.outputs(torch.arange(7).repeat_interleave(11), torch.arange(11).repeat(7))
+    assert torch.allclose(model.score_matrix(torch.arange(7)), rating.view(7, 11).detach(), atol=1e-5)
+    assert torch.allclose(
+        model.score_matrix(torch.arange(7), None, "interaction"), logit.view(7, 11).detach(), atol=1e-5
+    )
