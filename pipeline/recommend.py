@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 HISTORY_FOR_REASONS = 20  # a reason is the most similar of the user's 20 best-rated movies
 FAVOURITE_GENRES = 2  # a fallback list favours the user's this many best-rated genres
 TOP_K_CHUNK = 32  # columns per chunk of top_k's pruning pass (measured best of 8-64 at 59,000 movies)
-TOP_K_GROUP = 8  # chunk maxima per group of top_k's floor (8: about 1.3k chunks per row pass it)
+TOP_K_GROUP = 8  # chunk maxima per group of top_k's floor (about 1.3 k chunks per row then pass it)
 
 
 @dataclass(frozen=True)
