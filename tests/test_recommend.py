@@ -207,3 +207,14 @@ def test_ratings_off_the_half_star_grid_are_ranked_by_polars_instead() -> None:
     first = own.sort("rating", "timestamp", descending=True).head(HISTORY_FOR_REASONS)
     assert movie[7, : first.height].tolist() == first["movie_idx"].to_list()
     assert rating[7, : first.height].tolist() == pytest.approx(first["rating"].to_list())
+
+
+def test_ratings_without_timestamps_are_ranked_by_polars_instead() -> None:
+    ratings = _ratings_with_unique_times(np.arange(1, 11) / 2, seed=7).with_columns(
+        pl.lit(None, dtype=pl.Int64).alias("timestamp")
+    )
+    assert _best_rated_by_levels(ratings, HISTORY_FOR_REASONS) is None
+    movie, rating = _liked_history(ratings, 300)
+    assert (movie >= 0).sum() == sum(min(n, HISTORY_FOR_REASONS) for n in ratings["user_idx"].value_counts()["count"])
+    best = ratings.group_by("user_idx").agg(pl.col("rating").max()).sort("user_idx")
+    assert rating[best["user_idx"].to_numpy(), 0].tolist() == pytest.approx(best["rating"].to_list())
