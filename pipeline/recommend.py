@@ -340,7 +340,7 @@ def _favourite_genres(
     (or rated, when they liked none); all zero for users with no history. None without genres."""
     if genres is None or genres.multi_hot.shape[1] == 0:
         return None
-    rows = train.filter(pl.col("user_idx").is_in(pl.Series(users).implode()))
+    rows = _ratings_of(train, users)
     position = {int(u): i for i, u in enumerate(users)}
     counts = np.zeros((len(users), genres.multi_hot.shape[1]), dtype=np.float32)
     liked_counts = np.zeros_like(counts)
@@ -383,7 +383,7 @@ def _best_rated_by_polars(ratings: pl.DataFrame, k: int) -> Ranked:
         .with_columns(pl.int_range(pl.len()).over("user_idx").alias("pos"))
         .collect()
     )
-    return tuple(best[c].to_numpy() for c in ("user_idx", "pos", "movie_idx", "rating"))  # type: ignore[return-value]
+    return best["user_idx"].to_numpy(), best["pos"].to_numpy(), best["movie_idx"].to_numpy(), best["rating"].to_numpy()
 
 
 def _best_rated_by_levels(ratings: pl.DataFrame, k: int) -> Ranked | None:
@@ -402,16 +402,11 @@ def _best_rated_by_levels(ratings: pl.DataFrame, k: int) -> Ranked | None:
         return None  # no timestamps (some datasets have none) or missing ratings: polars orders those
     user, value = ratings["user_idx"].to_numpy(), ratings["rating"].to_numpy()
     stamp = stamps.to_numpy()
-    level = np.rint(value * 2).astype(np.int64)
+    doubled = value * 2
+    level = np.rint(doubled).astype(np.int64)
     first, span = int(stamp.min()), int(stamp.max()) - int(stamp.min())
     low, users = int(user.min()), int(user.max()) - int(user.min()) + 1
-    if (
-        level.min() < 0
-        or level.max() > 15
-        or span >= 1 << 32
-        or users >= 1 << 27
-        or not np.array_equal(level, value * 2)
-    ):
+    if level.min() < 0 or level.max() > 15 or span >= 1 << 32 or users >= 1 << 27 or not np.array_equal(level, doubled):
         return None
     levels = int(level.max()) + 1
     counts = np.bincount((user - low) * levels + level, minlength=users * levels).reshape(users, levels)
