@@ -34,6 +34,7 @@ HISTORY_FOR_REASONS = 20  # a reason is the most similar of the user's 20 best-r
 FAVOURITE_GENRES = 2  # a fallback list favours the user's this many best-rated genres
 TOP_K_CHUNK = 32  # columns per chunk of top_k's pruning pass (measured best of 8-64 at 59,000 movies)
 TOP_K_GROUP = 8  # chunk maxima per group of top_k's floor (about 1.3 k chunks per row then pass it)
+Ranked = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # (user, position, movie, rating) per kept row
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,7 @@ def top_n(
 
 def _ratings_of(ratings: pl.DataFrame, users: np.ndarray) -> pl.DataFrame:
     """The rows of `users`; a range of users (a shard) by its bounds, 10x faster than a set lookup."""
-    if len(users) and users[-1] - users[0] + 1 == len(users) and np.all(np.diff(users) == 1):
+    if len(users) and np.all(np.diff(users) == 1):
         return ratings.filter(pl.col("user_idx").is_between(int(users[0]), int(users[-1])))
     return ratings.filter(pl.col("user_idx").is_in(pl.Series(users).implode()))
 
@@ -361,16 +362,13 @@ def _liked_history(ratings: pl.DataFrame, n_users: int) -> tuple[np.ndarray, np.
     """Each user's best-rated movies (the most recent among equal ratings), padded to a fixed width:
     [n_users, HISTORY_FOR_REASONS] movie indices (-1: none) and their ratings."""
     best = _best_rated_by_levels(ratings, HISTORY_FOR_REASONS)
-    if best is None:  # ratings off the half-star grid, or timestamps too far apart for the sort key
+    if best is None:  # no timestamps, ratings off the half-star grid, or a sort key that would not fit
         best = _best_rated_by_polars(ratings, HISTORY_FOR_REASONS)
     u, p, m, r = best
     movie = np.full((n_users, HISTORY_FOR_REASONS), -1, dtype=np.int64)
     rating = np.zeros((n_users, HISTORY_FOR_REASONS), dtype=np.float32)
     movie[u, p], rating[u, p] = m, r
     return movie, rating
-
-
-Ranked = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # (user, position, movie, rating) per kept row
 
 
 def _best_rated_by_polars(ratings: pl.DataFrame, k: int) -> Ranked:
@@ -404,8 +402,8 @@ def _best_rated_by_levels(ratings: pl.DataFrame, k: int) -> Ranked | None:
     stamp = stamps.to_numpy()
     doubled = value * 2
     level = np.rint(doubled).astype(np.int64)
-    first, span = int(stamp.min()), int(stamp.max()) - int(stamp.min())
-    low, users = int(user.min()), int(user.max()) - int(user.min()) + 1
+    first, low = int(stamp.min()), int(user.min())
+    span, users = int(stamp.max()) - first, int(user.max()) - low + 1
     if level.min() < 0 or level.max() > 15 or span >= 1 << 32 or users >= 1 << 27 or not np.array_equal(level, doubled):
         return None
     levels = int(level.max()) + 1
