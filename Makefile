@@ -17,7 +17,7 @@ DATASET    ?= $(MOVIELENS_DATASET)
 TOP_N      ?= 100
 MAX_EPOCHS ?= 30
 DEVICE     ?= auto
-MODELS     ?= most_popular,ease,svd,biased_mf,mlp,dnn_content,neumf_features,ncf_tags
+MODELS     ?= most_popular,ease,svd,biased_mf,mlp,dnn_content,neumf_features,ncf_tags,sasrec
 DAG_ID     := movielens_nightly
 
 FROM       ?=

@@ -44,7 +44,7 @@ from pipeline.features import Features
 from pipeline.models import registry
 from pipeline.recommend import top_n, users_per_block
 from pipeline.run import SHARD_COMPRESSION
-from pipeline.train import select_device
+from pipeline.training.loop import select_device
 
 T = TypeVar("T")
 

@@ -30,7 +30,7 @@ from pipeline.models import registry
 from pipeline.protocols import ratings
 from pipeline.recommend import top_n
 from pipeline.split import TEST, TRAIN, VAL
-from pipeline.train import select_device
+from pipeline.training.loop import select_device
 
 
 def main() -> None:

@@ -40,7 +40,8 @@ from pipeline.models import registry
 from pipeline.models.pair_mlp import PairMLP
 from pipeline.protocols import ratings
 from pipeline.split import TRAIN, VAL
-from pipeline.train import fit, select_device
+from pipeline.training.loop import select_device
+from pipeline.training.ratings import fit
 
 
 class NotebookRatings(Dataset):

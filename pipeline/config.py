@@ -12,7 +12,17 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SQL_DIR = PROJECT_ROOT / "sql"
 EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
 # every model of pipeline/models/registry.py, cheapest first
-ALL_MODELS = ("most_popular", "ease", "svd", "biased_mf", "mlp", "dnn_content", "neumf_features", "ncf_tags")
+ALL_MODELS = (
+    "most_popular",
+    "ease",
+    "svd",
+    "biased_mf",
+    "mlp",
+    "dnn_content",
+    "neumf_features",
+    "ncf_tags",
+    "sasrec",
+)
 
 
 def var_dir() -> Path:
@@ -36,6 +46,7 @@ class TrainParams:
     hidden: tuple[int, ...] = (128, 64, 32)
     dropout: float = 0.3
     lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam's; SASRec's reference uses (0.9, 0.98)
     weight_decay: float = 1e-5
     batch_size: int = 1024
     max_epochs: int = 30

@@ -37,10 +37,14 @@ PROTOCOL_LABELS = {
 
 
 def ratings(frame: pl.DataFrame, scale: RatingScale) -> Ratings:
+    """A split's rows for the models; timestamps travel where the dataset has them (the sequence
+    model orders each history by them)."""
+    stamps = frame["timestamp"] if "timestamp" in frame.columns else None
     return Ratings(
         frame["user_idx"].to_numpy(),
         frame["movie_idx"].to_numpy(),
         scale.to_unit(frame["rating"].to_numpy()).astype(np.float32),
+        None if stamps is None or stamps.null_count() or not stamps.dtype.is_integer() else stamps.to_numpy(),
     )
 
 
@@ -83,12 +87,15 @@ def full_ranking_protocol(
     inner, val = _part(split, TRAIN), _part(split, VAL)
     model = Recommender(name, params, feats, device)
     tuned = model.fit(ratings(inner, scale), ratings(val, scale), checkpoint=checkpoint)
-    val_metrics = _ranking(model, inner, val, scale)
+    val_metrics = ranking_metrics(model, inner, val, scale)
+    if model.spec.predicts_ratings:  # the run's rating predictor is the lowest validation RMSE (run.evaluate)
+        pred = model.predict(val["user_idx"].to_numpy(), val["movie_idx"].to_numpy())
+        val_metrics |= rating_metrics(pred, scale.to_unit(val["rating"].to_numpy()), scale.max)
     schedule = _schedule(tuned)
     train = _part(split, TRAIN, VAL)
     refit = Recommender(name, params, feats, device)
     refitted = refit.fit(ratings(train, scale), None, **schedule)
-    test_metrics = _ranking(refit, train, _part(split, TEST), scale)
+    test_metrics = ranking_metrics(refit, train, _part(split, TEST), scale)
     return {
         "val": val_metrics,
         "test": test_metrics,
@@ -140,7 +147,7 @@ def _finite(value: float) -> float | None:
     return value if np.isfinite(value) else None
 
 
-def _ranking(model: Recommender, train: pl.DataFrame, test: pl.DataFrame, scale: RatingScale) -> dict[str, Any]:
+def ranking_metrics(model: Recommender, train: pl.DataFrame, test: pl.DataFrame, scale: RatingScale) -> dict[str, Any]:
     """Full-ranking metrics of `test` rows against everything unseen in `train`."""
     seen = interactions(train["user_idx"].to_numpy(), train["movie_idx"].to_numpy(), model.n_users, model.n_movies)
     known = np.zeros(model.n_movies, dtype=bool)

@@ -22,12 +22,15 @@ import torch
 from sklearn.decomposition import TruncatedSVD
 from sklearn.preprocessing import MinMaxScaler
 
-from pipeline import train as trainer
 from pipeline.config import TrainParams
 from pipeline.models.baselines import EASE, MostPopular, interactions
 from pipeline.models.biased_mf import BiasedMF
 from pipeline.models.pair_mlp import PairMLP
+from pipeline.models.sasrec import SASRec
 from pipeline.models.svd import TruncatedSVDRatings
+from pipeline.training import loop as trainer
+from pipeline.training import ratings as rating_trainer
+from pipeline.training import sequences as sequence_trainer
 
 if TYPE_CHECKING:
     from pipeline.features import Features
@@ -47,7 +50,9 @@ SCORES_PER_BLOCK = {"cpu": 1 << 26, "cuda": 1 << 27}
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    family: str  # "neural": trained by pipeline.train.fit; "closed_form": solved in one step
+    # "neural": trained on ratings by pipeline.training.ratings; "sequence": on each user's chronological
+    # history by pipeline.training.sequences; "closed_form": solved in one step
+    family: str
     predicts_ratings: bool  # False: ranks only (no RMSE)
     needs: tuple[str, ...]  # "tags", "user_features", "genres": skipped with a reason without them
     # the notebooks' values where a notebook had the model; "negatives": 1 adds the
@@ -106,6 +111,32 @@ SPECS: dict[str, ModelSpec] = {
             {"factors": 64, "weight_decay": 1e-5, "lr": 2e-3, "negatives": 1},
             "global + user + movie bias + dot product of factors, trained in torch",
         ),
+        ModelSpec(
+            "sasrec",
+            "sequence",
+            False,
+            (),
+            {
+                "embedding_dim": 64,
+                "blocks": 2,
+                "heads": 1,
+                "dropout": 0.2,
+                "max_len": 200,
+                "lr": 1e-3,
+                "betas": (0.9, 0.98),
+                "weight_decay": 0.0,
+                "batch_size": 32,
+                "max_epochs": 200,
+                "patience": 5,
+                "lr_patience": 1000,  # a constant learning rate, as the reference trained
+                "loss": "auto",
+                "softmax_max_movies": 20_000,
+                "softmax_budget_mb": 1024,
+                "sampled_negatives": 2048,
+                "shuffle_ties": False,
+            },
+            "causal self-attention over each user's chronological history, full-softmax next-movie loss",
+        ),
         ModelSpec("svd", "closed_form", True, (), {"k": 50}, "user-mean-centred truncated SVD (scipy svds)"),
         ModelSpec("most_popular", "closed_form", False, (), {}, "the movies most often rated in train"),
         ModelSpec(
@@ -144,8 +175,9 @@ def hyper_parameters(name: str, overrides: dict[str, Any] | None = None) -> dict
     """Trainer defaults, then the model's own defaults, then the run's overrides."""
     base = {f.name: getattr(TrainParams(), f.name) for f in fields(TrainParams)}
     merged = {**base, **spec(name).defaults, **(overrides or {})}
-    if "hidden" in merged:
-        merged["hidden"] = tuple(merged["hidden"])
+    for key in ("hidden", "betas"):  # tuples (a run's config.json gives lists)
+        if key in merged:
+            merged[key] = tuple(merged[key])
     return merged
 
 
@@ -156,11 +188,13 @@ def train_params(params: dict[str, Any]) -> TrainParams:
 
 @dataclass
 class Ratings:
-    """Ratings over dense indices; `values` on the [0, 1] scale."""
+    """Ratings over dense indices; `values` on the [0, 1] scale; `timestamps` (Unix seconds) order
+    each user's history for the sequence model (None: the rows' own order)."""
 
     users: np.ndarray
     movies: np.ndarray
     values: np.ndarray
+    timestamps: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.users)
@@ -206,7 +240,20 @@ class Recommender:
             return result
         trainer.seed_everything(int(self.params["seed"]))
         self.module = self._build(train)
-        return trainer.fit(
+        if self.spec.family == "sequence":
+            return sequence_trainer.fit(
+                self.module,
+                self.n_users,
+                train,
+                val,
+                train_params(self.params),
+                sequence_trainer.SequenceParams.of(self.params),
+                self.device,
+                epochs=epochs,
+                lr_schedule=lr_schedule,
+                checkpoint=checkpoint,
+            )
+        return rating_trainer.fit(
             self.module,
             train.tensors(),
             val.tensors() if val is not None else None,
@@ -220,6 +267,15 @@ class Recommender:
     def _build(self, train: Ratings | None) -> torch.nn.Module:
         """The network; `train` sets what depends on training rows (None when weights are loaded)."""
         p, f = self.params, self.feats
+        if self.name == "sasrec":
+            return SASRec(
+                self.n_movies,
+                int(p["max_len"]),
+                int(p["embedding_dim"]),
+                int(p["blocks"]),
+                int(p["heads"]),
+                float(p["dropout"]),
+            )
         if self.name == "biased_mf":
             mean = float(np.mean(train.values)) if train is not None and len(train) else 0.7
             return BiasedMF(self.n_users, self.n_movies, int(p["factors"]), mean)
@@ -265,7 +321,7 @@ class Recommender:
             raise TypeError(f"{self.name} ranks movies but predicts no ratings")
         if self.module is not None:
             u, m = (torch.from_numpy(np.array(a, np.int64)).to(self.device) for a in (users, movies))
-            return trainer.predict(self.module, u, m).float().cpu().numpy()
+            return rating_trainer.predict(self.module, u, m).float().cpu().numpy()
         return self.solver.predict(np.asarray(users), np.asarray(movies)).astype(np.float32)
 
     @torch.no_grad()
@@ -321,8 +377,29 @@ class Recommender:
     def scores(self, users: np.ndarray) -> np.ndarray:
         return self.score_tensor(torch.from_numpy(np.asarray(users, np.int64)).to(self.device)).float().cpu().numpy()
 
+    @property
+    def reason_kind(self) -> str:
+        """How a recommendation is explained (pipeline.recommend): "popular" for most-popular (its
+        ratings count and window, never a claim about the user's taste), "contribution" for EASE
+        (the history movie whose weight adds most to the score), "similar" for every model with
+        item vectors (the user's best-rated movie closest to it; for sasrec in its tied item
+        embeddings, the space its scores are dot products in)."""
+        if isinstance(self.solver, MostPopular):
+            return "popular"
+        if isinstance(self.solver, EASE):
+            return "contribution"
+        return "similar"
+
+    def strongest(self, users: np.ndarray, movies: np.ndarray) -> np.ndarray:
+        """EASE: per (user, recommended movie), the history movie contributing most (see EASE.strongest)."""
+        if not isinstance(self.solver, EASE):
+            raise TypeError(f"{self.name} has no per-movie contributions")
+        return self.solver.strongest(users, movies)
+
     def item_vectors(self) -> torch.Tensor | None:
         """Movie vectors whose cosine says 'similar' (for reasons), when the model has them."""
+        if isinstance(self.module, SASRec):
+            return self.module.item_vectors()
         if self.module is not None:
             return self.module.movie_embedding.weight.detach()
         if isinstance(self.solver, TruncatedSVDRatings):
@@ -341,7 +418,7 @@ class Recommender:
     @classmethod
     def load(cls, name: str, path: Path, feats: Features, device: torch.device) -> Recommender:
         """A saved model (side features travel in the weights as buffers)."""
-        if spec(name).family == "neural":
+        if spec(name).family != "closed_form":
             saved = torch.load(path, map_location=device, weights_only=False)
             model = cls(name, saved["params"], feats, device)
             model.module = model._build(None)

@@ -5,7 +5,8 @@ import torch
 from pipeline.config import TrainParams
 from pipeline.models.pair_mlp import PairMLP
 from pipeline.split import TRAIN, VAL, notebook_split
-from pipeline.train import fit, predict, select_device
+from pipeline.training.loop import select_device
+from pipeline.training.ratings import fit, predict
 from tests.synthetic import make
 
 

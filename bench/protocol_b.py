@@ -1,0 +1,44 @@
+"""Protocol B's split of a real dataset in memory, for the sequence model's benches.
+
+The job's own reader types the ratings (no validation, no warehouse); users
+and movies get dense indices in id order, as pipeline.features gives them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from pipeline.datasets.layouts import RatingScale
+from pipeline.datasets.read import typed_ratings
+from pipeline.datasets.spec import resolve_dataset
+from pipeline.features import Features
+from pipeline.split import temporal_split
+
+
+@dataclass
+class Split:
+    frame: pl.DataFrame  # user_id, movie_id, rating, timestamp, user_idx, movie_idx, split
+    n_users: int
+    n_movies: int
+    scale: RatingScale
+
+    def features(self) -> Features:
+        """Ids only: the sequence model needs no side features."""
+        n_u, n_m = self.n_users, self.n_movies
+        empty = np.zeros((n_u, 0), np.float32), np.zeros((n_m, 0), np.float32)
+        return Features(np.arange(n_u), np.arange(n_m), empty[0], empty[1], [], [])
+
+
+def protocol_b(dataset: Path) -> Split:
+    """The dataset's ratings with protocol B's `split` column (0 train_inner, 1 val, 2 test)."""
+    _, layout = resolve_dataset(dataset)
+    frame = typed_ratings(dataset).select("user_id", "movie_id", "rating", "timestamp")
+    users, movies = frame["user_id"].unique().sort(), frame["movie_id"].unique().sort()
+    frame = frame.join(pl.DataFrame({"user_id": users, "user_idx": np.arange(len(users))}), on="user_id").join(
+        pl.DataFrame({"movie_id": movies, "movie_idx": np.arange(len(movies))}), on="movie_id"
+    )
+    return Split(temporal_split(frame), len(users), len(movies), layout.scale)

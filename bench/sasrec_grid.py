@@ -1,0 +1,94 @@
+"""The search that chose sasrec's defaults: each setting tuned on train_inner, judged on validation.
+
+Protocol B's split of a dataset (default ml-1m-users-1-2999): every setting
+trains with early stopping on validation NDCG@10 (the champion metric) and
+its best validation figures are printed as a Markdown table (docs/results.md
+quotes it). Test data is never looked at. Each finished setting is kept in
+var/results/sasrec_grid-<dataset>.json, so an interrupted search resumes.
+
+    python bench/sasrec_grid.py                       # the grid below
+    python bench/sasrec_grid.py --only 0,3            # some of its settings
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.protocol_b import protocol_b  # noqa: E402
+from pipeline import logs  # noqa: E402
+from pipeline.config import PROJECT_ROOT  # noqa: E402
+from pipeline.models import registry  # noqa: E402
+from pipeline.protocols import ranking_metrics, ratings  # noqa: E402
+from pipeline.split import TRAIN, VAL  # noqa: E402
+
+# Each a set of overrides of the registry's defaults; the first is the reference's setting.
+GRID: list[dict] = [
+    {"embedding_dim": 64, "blocks": 2, "dropout": 0.2, "batch_size": 32, "lr": 1e-3, "max_len": 200},
+    {"dropout": 0.1},
+    {"dropout": 0.3},
+    {"batch_size": 64, "lr": 1e-3},
+    {"batch_size": 128, "lr": 2e-3},
+    {"embedding_dim": 128},
+    {"blocks": 3},
+    {"max_len": 100},
+    {"heads": 2},
+    {"shuffle_ties": True},
+    {"lr": 2e-3},
+    {"batch_size": 64, "lr": 2e-3},
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", type=Path, default=REPO.parent / "shared" / "data" / "ml-1m-users-1-2999")
+    parser.add_argument("--only", default="", help="comma-separated indices into the grid")
+    parser.add_argument("--max-epochs", type=int, default=200)
+    args = parser.parse_args()
+    logs.setup()
+    data = protocol_b(args.dataset)
+    inner, val = data.frame.filter(pl.col("split") == TRAIN), data.frame.filter(pl.col("split") == VAL)
+    cache = PROJECT_ROOT / "var" / "results" / f"sasrec_grid-{args.dataset.name}.json"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    done = json.loads(cache.read_text()) if cache.exists() else {}
+    chosen = [int(i) for i in args.only.split(",")] if args.only else range(len(GRID))
+    for i in chosen:
+        key = json.dumps(GRID[i], sort_keys=True)
+        if key in done:
+            continue
+        params = registry.hyper_parameters("sasrec", {**GRID[i], "max_epochs": args.max_epochs})
+        model = registry.Recommender("sasrec", params, data.features(), torch.device("cpu"))
+        started = time.perf_counter()
+        fitted = model.fit(ratings(inner, data.scale), ratings(val, data.scale))
+        metrics = ranking_metrics(model, inner, val, data.scale)
+        done[key] = {
+            "overrides": GRID[i],
+            "best_epoch": fitted.best_epoch,
+            "epochs": len(fitted.history),
+            "seconds": round(time.perf_counter() - started),
+            "s_per_epoch": round(sum(h["seconds"] for h in fitted.history) / len(fitted.history), 1),
+            **{k: metrics[k] for k in ("ndcg@10", "recall@10", "hit_rate@10", "coverage@10")},
+        }
+        cache.write_text(json.dumps(done, indent=2))
+    print(f"sasrec on {args.dataset.name}, protocol B validation (tuned on train_inner, early stop on val NDCG@10)\n")
+    print("| overrides of the reference setting | val NDCG@10 | Recall@10 | HitRate@10 | Coverage@10 | best epoch |")
+    print("|---|---|---|---|---|---|")
+    for r in done.values():
+        print(
+            f"| `{json.dumps(r['overrides'])}` | {r['ndcg@10']:.4f} | {r['recall@10']:.4f} | "
+            f"{r['hit_rate@10']:.3f} | {r['coverage@10']:.3f} | {r['best_epoch']} of {r['epochs']} |"
+        )
+    print("\nSeconds per epoch are bench/sasrec_speed.py's to measure (this search shares the machine).")
+
+
+if __name__ == "__main__":
+    main()
