@@ -55,6 +55,16 @@ def choose_champion(results: list[dict[str, Any]], metric: str) -> Choice:
     return Choice(ranked[0][0], metric, ranked[0][1], ranked[1:])
 
 
+RATER_METRIC = "full_ranking.val.rmse"  # lower is better
+
+
+def choose_rater(results: list[dict[str, Any]]) -> tuple[str, float] | None:
+    """The model that fills predicted_rating: the lowest validation RMSE (protocol B's validation,
+    the tuned model) among those that predict ratings; None when no trained model does."""
+    scored = [(r["model"], v) for r in results if (v := metric_value(r, RATER_METRIC)) is not None]
+    return min(scored, key=lambda mv: mv[1]) if scored else None
+
+
 def previous_champion(
     con: duckdb.DuckDBPyConnection, dataset: str, run_id: str, metric: str
 ) -> tuple[str, str, float] | None:
@@ -109,28 +119,33 @@ def gate(choice: Choice, previous: tuple[str, str, float] | None, tolerance: flo
 
 
 def record_model_runs(
-    con: duckdb.DuckDBPyConnection, cfg: RunConfig, dataset: str, results: list[dict[str, Any]], champion: str
+    con: duckdb.DuckDBPyConnection,
+    cfg: RunConfig,
+    dataset: str,
+    results: list[dict[str, Any]],
+    champion: str,
+    rater: str | None = None,
 ) -> None:
-    """One model_runs row per model and protocol (and one per skipped model), replacing the run's rows."""
+    """One model_runs row per model and protocol (and one per skipped model), replacing the run's rows;
+    is_champion marks the model that ranks the published lists, is_rater the one that rates them."""
     now = datetime.now(UTC).replace(tzinfo=None)
     logical = datetime.fromisoformat(cfg.logical_date).replace(tzinfo=None)
     rows = []
     for r in results:
         base = (cfg.run_id, logical, dataset, r["model"], json.dumps(r.get("params", {}), default=str))
         if "skipped" in r:
-            rows.append((*base, json.dumps({"skipped": r["skipped"]}), None, 0.0, False, now, "skipped"))
+            rows.append((*base, json.dumps({"skipped": r["skipped"]}), None, 0.0, False, now, "skipped", False))
             continue
         for protocol in ("notebook", "full_ranking"):
             if protocol in r:
                 metrics = {k: v for k, v in r[protocol].items() if k != "schedule"}
-                rows.append(
-                    (*base, json.dumps(metrics), r["device"], r["seconds"], r["model"] == champion, now, protocol)
-                )
+                chosen = (r["model"] == champion, now, protocol, r["model"] == rater)
+                rows.append((*base, json.dumps(metrics), r["device"], r["seconds"], *chosen))
     with transaction(con):
         con.execute("DELETE FROM model_runs WHERE run_id = ?", [cfg.run_id])
         con.executemany(
             "INSERT INTO model_runs (run_id, logical_date, dataset, model, params, metrics, device, seconds, "
-            "is_champion, created_at, protocol) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "is_champion, created_at, protocol, is_rater) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
 

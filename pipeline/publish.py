@@ -37,9 +37,10 @@ def publish(
     *,
     logical_date: datetime | None = None,
     keep_runs: int = 7,
+    rating_model: str | None = None,
 ) -> int:
     """Insert the run's rows (a Parquet file or glob of shards), check them, and make them
-    current; return rows published."""
+    current; return rows published. `model` ranked the lists, `rating_model` predicted their ratings."""
     if keep_runs < 1:
         raise ValueError(f"keep_runs must be at least 1 (the current run), got {keep_runs}")
     now = datetime.now(UTC).replace(tzinfo=None)
@@ -73,9 +74,9 @@ def publish(
             "SELECT count(*), count(DISTINCT user_id) FROM recommendations WHERE run_id = ?", [run_id]
         ).fetchall()[0]
         con.execute(
-            "INSERT INTO published_runs (run_id, published_at, dataset, model, n_users, n_rows, logical_date) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [run_id, now, dataset, model, n_users, n_rows, logical_date],
+            "INSERT INTO published_runs (run_id, published_at, dataset, model, n_users, n_rows, logical_date, "
+            "rating_model) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [run_id, now, dataset, model, n_users, n_rows, logical_date, rating_model],
         )
         pruned = [r for (r,) in con.execute(sql("publish/runs_beyond_kept"), {"keep_runs": keep_runs}).fetchall()]
         for old in pruned:

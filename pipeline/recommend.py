@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 
 import numpy as np
 import polars as pl
@@ -71,16 +72,21 @@ def top_n(
     min_history: int = 1,
     genres: Genres | None = None,
     like_threshold: float | None = None,
+    rater: Recommender | None = None,
 ) -> pl.DataFrame:
     """Rows (user_idx, rank, movie_idx, score, predicted, reason_movie_idx, reason_rating,
-    reason_genres, is_fallback) for `users` (default: every user; a shard passes its range).
+    reason_genres, reason_popularity, popular_from, popular_to, is_fallback) for `users`
+    (default: every user; a shard passes its range).
 
     `ratings` are excluded from each user's list; `train` (default: the same
     rows) are those the model learned from. With a `retriever`, the model
     re-ranks the retriever's top `candidates` per user instead of scoring every
-    movie. `predicted` is the model's rating on [0, 1] where it predicts ratings.
-    score, predicted and reason_rating are Float32, the precision they are
-    computed in: a shard's Parquet file is then written 1.4x faster.
+    movie. `predicted` is the rating on [0, 1] of `rater` (the run's best rating
+    predictor) for every row, fallbacks included; without one, the model's own
+    where it predicts ratings. score, predicted and reason_rating are Float32,
+    the precision they are computed in: a shard's Parquet file is then written
+    1.4x faster. How a row's reason is found depends on the model (see
+    Recommender.reason_kind).
     """
     started = time.perf_counter()
     train = ratings if train is None else train
@@ -96,9 +102,8 @@ def top_n(
         ratings = own_train if train is ratings else _ratings_of(ratings, users)
     seen = csr(ratings["user_idx"].to_numpy(), ratings["movie_idx"].to_numpy(), n_users)
     history = np.bincount(own_train["user_idx"].to_numpy(), minlength=n_users)
-    liked = _liked_history(ratings, n_users)
     blocked = torch.tensor(~candidate, device=device) if not candidate.all() else None
-    item_vectors = _item_vectors(model, device)
+    explain = _Explainer(model, ratings, train, n_users)
 
     personal = users[history[users] >= max(min_history, 1)]
     cold = users[history[users] < max(min_history, 1)]
@@ -122,12 +127,16 @@ def top_n(
         else:
             scores = _unseen(model.score_tensor(u, out), chunk, blocked, seen)
             top_scores, top_movies = top_k(scores, min(n, n_movies))
-        parts.append(_rows(model, chunk, top_scores, top_movies, liked, item_vectors))
+        parts.append(_rows(model, chunk, top_scores, top_movies, explain, rater))
     progress.close()
     if len(cold):
         log.info("%d users with fewer than %d training ratings get the popularity fallback", len(cold), min_history)
         fallback = _Fallback(n_movies, device, blocked, seen, batch)
-        parts.append(fallback.rows(train, cold, n, genres, like_threshold))
+        rows = fallback.rows(train, cold, n, genres, like_threshold)
+        if rater is not None:  # a predicted rating on every row, a fallback's too
+            predicted = rater.predict(rows["user_idx"].to_numpy(), rows["movie_idx"].to_numpy())
+            rows = rows.with_columns(pl.Series("predicted", predicted, dtype=pl.Float32))
+        parts.append(rows)
     out = pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
     log.info(
         "top-%d for %d users (%s) in %.1fs",
@@ -248,17 +257,23 @@ def _rows(
     users: np.ndarray,
     top_scores: torch.Tensor,
     top_movies: torch.Tensor,
-    liked: tuple[np.ndarray, np.ndarray],
-    item_vectors: torch.Tensor | None,
+    explain: _Explainer,
+    rater: Recommender | None,
 ) -> pl.DataFrame:
-    """A batch's personal lists: predicted ratings where the model has them, a reason movie per row."""
-    reason_movie, reason_rating = _reasons(users, top_movies, liked, item_vectors)
+    """A batch's personal lists: predicted ratings from the rater (or the model, where it predicts
+    them), a reason per row."""
+    reasons = explain(users, top_movies, top_scores)
     predicted = np.full(top_movies.numel(), np.nan, dtype=np.float32)
-    if model.spec.predicts_ratings:
+    rater = rater if rater is not None else model if model.spec.predicts_ratings else None
+    valid = torch.isfinite(top_scores)
+    if rater is model:  # the model's own rating head, without repeating the per-pair work
         ratings = model.ratings_of_ranked(torch.from_numpy(users).to(top_movies.device), top_movies, top_scores)
-        valid = torch.isfinite(top_scores)
         predicted = torch.where(valid, ratings, torch.nan).float().cpu().numpy().ravel()
-    return _frame(users, top_scores, top_movies, predicted, reason_movie.ravel(), reason_rating.ravel(), None, False)
+    elif rater is not None:
+        flat = valid.cpu().numpy().ravel()
+        pairs_users = np.repeat(users, top_movies.shape[1])[flat]
+        predicted[flat] = rater.predict(pairs_users, top_movies.cpu().numpy().ravel()[flat])
+    return _frame(users, top_scores, top_movies, predicted, reasons, None, False)
 
 
 def _frame(
@@ -266,8 +281,7 @@ def _frame(
     top_scores: torch.Tensor,
     top_movies: torch.Tensor,
     predicted: np.ndarray,
-    reason_movie: np.ndarray,
-    reason_rating: np.ndarray,
+    reasons: Reasons,
     reason_genres: list[str | None] | None,
     is_fallback: bool,
 ) -> pl.DataFrame:
@@ -287,9 +301,14 @@ def _frame(
             "movie_idx": top_movies.cpu().numpy().ravel(),
             "score": top_scores.cpu().numpy().ravel(),
             "predicted": predicted,
-            "reason_movie_idx": reason_movie,
-            "reason_rating": reason_rating,
+            "reason_movie_idx": reasons.movie.ravel(),
+            "reason_rating": reasons.rating.ravel(),
             "reason_genres": genres,
+            "reason_popularity": pl.Series(reasons.popularity.ravel(), dtype=pl.Int64)
+            if reasons.popularity is not None
+            else pl.repeat(None, size, dtype=pl.Int64, eager=True),
+            "popular_from": pl.repeat(reasons.window[0] if reasons.window else None, size, dtype=pl.Date, eager=True),
+            "popular_to": pl.repeat(reasons.window[1] if reasons.window else None, size, dtype=pl.Date, eager=True),
             "is_fallback": np.full(size, is_fallback),
         }
     )
@@ -328,9 +347,8 @@ class _Fallback:
                 names = [
                     ", ".join(genres.names[g] for g in np.flatnonzero(row)) or None for row in favourite[i : i + batch]
                 ]
-            size = top_movies.numel()
-            no_reason, no_value = np.full(size, -1, dtype=np.int64), np.full(size, np.nan, dtype=np.float32)
-            parts.append(_frame(chunk, top_scores, top_movies, no_value, no_reason, no_value, names, True))
+            none = Reasons.none(tuple(top_movies.shape))
+            parts.append(_frame(chunk, top_scores, top_movies, none.rating.ravel(), none, names, True))
         return pl.concat(parts)
 
 
@@ -421,6 +439,68 @@ def _best_rated_by_levels(ratings: pl.DataFrame, k: int) -> Ranked | None:
     return ranked_user[top], position[top], ratings["movie_idx"].to_numpy()[order], value[order]
 
 
+@dataclass(frozen=True)
+class Reasons:
+    """Per recommendation [B, k]: the history movie that drives it (-1: none) and the user's rating
+    of it; for popularity, the movie's ratings count and the window they were counted over."""
+
+    movie: np.ndarray
+    rating: np.ndarray
+    popularity: np.ndarray | None = None
+    window: tuple[date, date] | None = None
+
+    @classmethod
+    def none(cls, shape: tuple[int, ...]) -> Reasons:
+        return cls(np.full(shape, -1, dtype=np.int64), np.full(shape, np.nan, dtype=np.float32))
+
+
+class _Explainer:
+    """Why each movie is recommended, in the model's own terms (Recommender.reason_kind):
+
+    - similar: the user's best-rated movie (of their HISTORY_FOR_REASONS best) closest to the
+      recommendation in the model's item space (cosine of its item vectors);
+    - contribution (EASE): the history movie j whose weight B[j, i] adds most to the score;
+    - popular (most-popular): how many ratings the movie had, and over which dates.
+    """
+
+    def __init__(self, model: Recommender, ratings: pl.DataFrame, train: pl.DataFrame, n_users: int) -> None:
+        self.model, self.kind, self.n_movies = model, model.reason_kind, model.n_movies
+        self.liked: tuple[np.ndarray, np.ndarray] | None = None
+        self.item_vectors: torch.Tensor | None = None
+        self.window: tuple[date, date] | None = None
+        if self.kind == "similar":
+            self.liked = _liked_history(ratings, n_users)
+            self.item_vectors = _item_vectors(model, model.device)
+        elif self.kind == "contribution":  # the rating of any rated movie, by (user, movie) key
+            keys = ratings["user_idx"].to_numpy().astype(np.int64) * self.n_movies + ratings["movie_idx"].to_numpy()
+            order = np.argsort(keys)
+            self.keys, self.values = keys[order], ratings["rating"].to_numpy().astype(np.float32)[order]
+        elif self.kind == "popular" and "timestamp" in train.columns and train["timestamp"].null_count() == 0:
+            stamps = train["timestamp"]
+            if len(stamps) and stamps.dtype.is_integer():
+                first, last = (datetime.fromtimestamp(int(t), UTC).date() for t in (stamps.min(), stamps.max()))
+                self.window = (first, last)
+
+    def __call__(self, users: np.ndarray, top_movies: torch.Tensor, top_scores: torch.Tensor) -> Reasons:
+        shape = tuple(top_movies.shape)
+        if self.kind == "popular":
+            counts = np.rint(top_scores.float().cpu().numpy()).astype(np.int64)  # most-popular's score is the count
+            return Reasons(*_nothing(shape), popularity=counts, window=self.window)
+        if self.kind == "contribution":
+            movie = self.model.strongest(users, top_movies.cpu().numpy())
+            at = np.searchsorted(self.keys, users[:, None] * self.n_movies + np.maximum(movie, 0))
+            at = np.minimum(at, len(self.keys) - 1)
+            return Reasons(movie, np.where(movie >= 0, self.values[at], np.float32(np.nan)))
+        if self.item_vectors is None or self.liked is None:
+            return Reasons.none(shape)
+        return Reasons(*_most_similar(users, top_movies, self.liked, self.item_vectors))
+
+
+def _nothing(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    none = Reasons.none(shape)
+    return none.movie, none.rating
+
+
 def _item_vectors(model: Recommender, device: torch.device) -> torch.Tensor | None:
     """Unit-length item vectors for 'because you rated X' (cosine similarity)."""
     vectors = model.item_vectors()
@@ -429,16 +509,13 @@ def _item_vectors(model: Recommender, device: torch.device) -> torch.Tensor | No
     return torch.nn.functional.normalize(vectors.to(device).float(), dim=1)
 
 
-def _reasons(
+def _most_similar(
     users: np.ndarray,
     top_movies: torch.Tensor,
     liked: tuple[np.ndarray, np.ndarray],
-    item_vectors: torch.Tensor | None,
+    item_vectors: torch.Tensor,
 ) -> tuple[np.ndarray, np.ndarray]:
     """For each recommendation, the user's highly rated movie most similar to it."""
-    shape = tuple(top_movies.shape)
-    if item_vectors is None:
-        return np.full(shape, -1, dtype=np.int64), np.full(shape, np.nan, dtype=np.float32)
     history = torch.from_numpy(liked[0][users]).to(top_movies.device)  # [B, L], -1 = padding
     rating = liked[1][users]
     # index_select, not item_vectors[index]: measured 4x faster on CPU at [284, 100] indices

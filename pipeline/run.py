@@ -21,6 +21,7 @@ from pipeline import alerts, forward, run_report, serving, warehouse
 from pipeline.champion import (
     ChampionGateError,
     choose_champion,
+    choose_rater,
     comparison_table,
     gate,
     like_for_like,
@@ -40,7 +41,7 @@ from pipeline.publish import publish as publish_rows
 from pipeline.recommend import Genres, needs_two_stage, top_n
 from pipeline.split import notebook_split, temporal_split
 from pipeline.sqlfiles import sql
-from pipeline.train import select_device
+from pipeline.training.loop import select_device
 from pipeline.validate import DataQualityError, validate_folder
 
 log = logging.getLogger(__name__)
@@ -280,14 +281,22 @@ def evaluate(run_dir: str) -> str:
         reasons = "; ".join(f"{r['model']}: {r['skipped']}" for r in results)
         raise RuntimeError(f"no model could be trained: {reasons}")
     choice = choose_champion(trained, cfg.champion_metric)
+    rater = choose_rater(trained)
     log.info(
         "model comparison (A: notebooks' protocol, test; B: full ranking)\n%s", comparison_table(results, choice.model)
     )
     dataset = _manifest(run_dir)["folder"]
     with warehouse.connect(cfg.warehouse) as con:
         previous = previous_champion(con, dataset, cfg.run_id, cfg.champion_metric)
-        record_model_runs(con, cfg, dataset, results, choice.model)
+        record_model_runs(con, cfg, dataset, results, choice.model, rater[0] if rater else None)
     verdict = gate(choice, like_for_like(previous, trained, cfg.champion_metric), cfg.champion_tolerance)
+    verdict["rater"] = {"model": rater[0], "val_rmse": rater[1]} if rater else None
+    log.info(
+        "predicted ratings from %s",
+        f"{rater[0]} (lowest validation RMSE among the rating models, {rater[1]:.4f} on the [0, 1] scale)"
+        if rater
+        else "no model (none of this run's models predicts ratings): predicted_rating stays empty",
+    )
     (Path(run_dir) / "champion.json").write_text(json.dumps(verdict, indent=2))
     log.info("%s", verdict["message"])
     if not verdict["publish"]:
@@ -331,6 +340,12 @@ def _champion(run_dir: str) -> str:
     return json.loads((Path(run_dir) / "champion.json").read_text())["model"]
 
 
+def _rater(run_dir: str) -> str | None:
+    """The model whose predictions fill predicted_rating (None: no rating model in the run)."""
+    rater = json.loads((Path(run_dir) / "champion.json").read_text()).get("rater")
+    return rater["model"] if rater else None
+
+
 SCORES_DIR = "scores"
 # Shards are read once, by publish: lz4 writes 5M rows in 0.28 s against zstd's 0.49 s (131 vs 107 MB)
 SHARD_COMPRESSION = "lz4"
@@ -353,7 +368,11 @@ def fit_champion(run_dir: str) -> str:
                 model.n_movies,
                 cfg.retriever,
             )
-    plan = {"model": name, "retriever": retriever, "candidates": cfg.candidates if retriever else None}
+    rater = _rater(run_dir)
+    if rater is not None and rater != name:
+        log.info("%s ranks, %s rates: its production fit too", name, rater)
+        _production_model(run_dir, rater)
+    plan = {"model": name, "retriever": retriever, "candidates": cfg.candidates if retriever else None, "rater": rater}
     log.info(
         "scoring with %s: %s",
         name,
@@ -379,6 +398,8 @@ def score_shard(run_dir: str, shard: int) -> str:
     plan = json.loads((Path(run_dir) / "scoring.json").read_text())
     model = _production_model(run_dir, plan["model"])
     retriever = _production_model(run_dir, plan["retriever"]) if plan["retriever"] else None
+    rater = plan.get("rater")
+    rater_model = None if rater is None else model if rater == plan["model"] else _production_model(run_dir, rater)
     users = np.arange(model.n_users)[shard * cfg.users_per_shard : (shard + 1) * cfg.users_per_shard]
     log.info(
         "shard %d: users %d..%d of %d",
@@ -398,6 +419,7 @@ def score_shard(run_dir: str, shard: int) -> str:
         min_history=cfg.min_history,
         genres=Genres(model.feats.movie_features, model.feats.genres),
         like_threshold=layout.scale.like_threshold,
+        rater=rater_model,
     )
     ids_u, ids_m = model.feats.user_ids, model.feats.movie_ids
     reason_idx = recs["reason_movie_idx"].to_numpy()
@@ -406,8 +428,7 @@ def score_shard(run_dir: str, shard: int) -> str:
         "rank",
         pl.Series("movie_id", ids_m[recs["movie_idx"].to_numpy()]),
         "score",
-        # stars on the dataset's scale from the rating head, whatever head ranked;
-        # a popularity fallback or a ranking-only model predicts no rating
+        # stars on the dataset's scale from the run's rater (the lowest validation RMSE), whatever ranked
         (pl.col("predicted").cast(pl.Float64).fill_nan(None) * layout.scale.max).alias("predicted_rating"),
         # -1 means "no reason movie": null, never a sentinel id
         pl.when(pl.Series(reason_idx >= 0))
@@ -415,6 +436,9 @@ def score_shard(run_dir: str, shard: int) -> str:
         .alias("reason_movie_id"),
         "reason_rating",
         "reason_genres",
+        "reason_popularity",
+        "popular_from",
+        "popular_to",
         "is_fallback",
     )
     folder = Path(run_dir) / SCORES_DIR
@@ -456,6 +480,7 @@ def publish(run_dir: str) -> str:
             cfg.top_n,
             logical_date=_logical_date_utc(cfg),
             keep_runs=cfg.keep_runs,
+            rating_model=_rater(run_dir),
         )
         serving.export(con, serving_file(cfg))
     return run_dir

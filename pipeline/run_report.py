@@ -122,6 +122,7 @@ def _header(facts: RunFacts) -> str:
     rows = [("run", facts.run_id), ("logical date", facts.logical_date), ("dataset", facts.dataset)]
     if facts.champion:
         rows.append(("champion", facts.champion.get("message", facts.champion.get("model", ""))))
+        rows.append(("ranked by, rated by", _ranked_and_rated(facts.champion)))
     if facts.published:
         p = facts.published
         rows.append(("published", f"{p['model']}: {p['rows']:,} rows for {p['users']:,} users"))
@@ -129,6 +130,18 @@ def _header(facts: RunFacts) -> str:
         rows.append(("published", "no: this run has not published recommendations"))
     rows.append(("report made", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")))
     return f"<h1>Run {_e(facts.run_id)}</h1>\n{_kv_table(rows)}"
+
+
+def _ranked_and_rated(champion: dict[str, Any]) -> str:
+    """Which model orders the lists and which one fills predicted_rating (they can differ)."""
+    rater = champion.get("rater")
+    rated = (
+        f"predicted ratings from {rater['model']} (the lowest validation RMSE among the rating models, "
+        f"{rater['val_rmse']:.4f} on the [0, 1] scale)"
+        if rater
+        else "no rating model in this run: predicted_rating is empty"
+    )
+    return f"lists ranked by {champion.get('model', '?')}; {rated}"
 
 
 def _contents(facts: RunFacts) -> str:
@@ -245,7 +258,7 @@ def _model_section(result: dict[str, Any], facts: RunFacts, out: Path) -> str:
     for protocol, label in (("full_ranking", "B"), ("notebook", "A")):
         for h in result.get(protocol, {}).get("fit", {}).get("history") or []:
             curves.setdefault(f"{label} train loss", []).append(h["train_loss"])
-            curves.setdefault(f"{label} val MSE", []).append(h["val_loss"])
+            curves.setdefault(f"{label} val loss", []).append(h["val_loss"])
     best = result.get("full_ranking", {}).get("fit", {}).get("best_epoch")
     if curves:
         png = plots.loss_curves(

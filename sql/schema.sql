@@ -124,3 +124,9 @@ CREATE TABLE IF NOT EXISTS forward_metrics (
 );
 -- Added by the run-report work (issue 7): the run's HTML report.
 ALTER TABLE model_runs ADD COLUMN IF NOT EXISTS report_path VARCHAR;
+
+-- Added by the sequence-ranker work (issue 17): the model that ranks a run's lists (is_champion,
+-- published_runs.model) and the one whose predictions fill predicted_rating (the lowest
+-- validation RMSE: is_rater, published_runs.rating_model) can differ.
+ALTER TABLE model_runs ADD COLUMN IF NOT EXISTS is_rater BOOLEAN;
+ALTER TABLE published_runs ADD COLUMN IF NOT EXISTS rating_model VARCHAR;

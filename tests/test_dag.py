@@ -128,7 +128,7 @@ def test_airflow_dags_test_on_ml100k_publishes_n_unseen_recommendations_for_ever
     airflow = Path(sys.executable).parent / "airflow"
     env = _airflow_env(tmp_path)
     subprocess.run([str(airflow), "db", "migrate"], env=env, check=True, capture_output=True)
-    models = ["most_popular", "ease", "svd", "neumf_features"]
+    models = ["most_popular", "ease", "svd", "neumf_features", "sasrec"]
     conf = {"dataset": str(dataset), "top_n": 20, "max_epochs": 2, "device": "cpu", "models": models}
     conf = json.dumps(conf | {"users_per_shard": 400})  # 943 users: three mapped score_shard tasks
     done = subprocess.run(
@@ -154,6 +154,14 @@ def test_airflow_dags_test_on_ml100k_publishes_n_unseen_recommendations_for_ever
     champion = {m for m, _, c, _ in runs if c}
     assert len(champion) == 1
     assert con.execute("SELECT DISTINCT model FROM current_recommendations").fetchall() == [(champion.pop(),)]
+    # whatever ranks, every row has a predicted rating (from the lowest validation RMSE) and a real reason
+    rater = con.execute("SELECT DISTINCT model FROM model_runs WHERE is_rater").fetchall()
+    assert con.execute("SELECT rating_model FROM published_runs").fetchall() == rater and rater[0][0] in models
+    nulls, generic = con.execute(
+        "SELECT count(*) FILTER (WHERE predicted_rating IS NULL), "
+        "count(*) FILTER (WHERE reason = 'matches your profile') FROM current_recommendations"
+    ).fetchall()[0]
+    assert nulls == 0 and generic < 0.01 * 943 * 20
     assert con.execute("SELECT count(*) FROM dq_results WHERE success").fetchall()[0][0] > 30
     run_dir = next((tmp_path / "var" / "runs").iterdir())
     assert sorted(p.name for p in (run_dir / "scores").iterdir()) == [f"shard-0000{i}.parquet" for i in range(3)]

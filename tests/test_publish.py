@@ -1,4 +1,4 @@
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,15 @@ def test_published_rows_become_current_with_a_readable_reason(con, tmp_path: Pat
     assert publish(con, "run-a", _recs(tmp_path, "a"), "m", "ds", top_n=5) == 10
     rows = con.execute("SELECT run_id, reason FROM current_recommendations WHERE user_id = 1 AND rank = 1").fetchall()
     assert rows == [("run-a", "because you rated Film 1 5★")]
+
+
+def test_a_most_popular_pick_says_how_many_ratings_over_which_window_never_a_taste(con, tmp_path: Path) -> None:
+    path = write_lists(
+        tmp_path / "p.parquet", {1: range(3, 8), 2: range(3, 8)}, popular=(12345, date(2000, 4, 25), date(2003, 2, 28))
+    )
+    publish(con, "run-p", path, "most_popular", "ds", top_n=5)
+    reasons = {r for (r,) in con.execute("SELECT DISTINCT reason FROM current_recommendations").fetchall()}
+    assert reasons == {"among the most rated: 12,345 ratings from Apr 2000 to Feb 2003"}
 
 
 def test_failure_after_scoring_leaves_current_recommendations_exactly_as_before(con, tmp_path: Path) -> None:

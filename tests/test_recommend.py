@@ -1,5 +1,7 @@
 """Top-N scoring: seen movies excluded, shards, two-stage re-ranking, fallbacks, predicted ratings."""
 
+from datetime import UTC, datetime
+
 import numpy as np
 import polars as pl
 import pytest
@@ -165,6 +167,59 @@ def test_users_below_min_history_get_a_flagged_fallback_from_their_favourite_gen
     assert set(cold["movie_idx"].to_list()) <= set(horror_left)  # 8 unseen Horror movies fill 5 slots
     assert cold["predicted"].is_nan().all() and (cold["reason_movie_idx"] == -1).all()
     assert not recs.filter(pl.col("user_idx") != 0)["is_fallback"].any()
+
+
+def _cold_user_zero(data: pl.DataFrame) -> pl.DataFrame:
+    """`data` where user 0 keeps only two ratings (below min_history 3: a fallback list)."""
+    return data.filter(pl.col("user_idx") != 0).vstack(data.filter(pl.col("user_idx") == 0).head(2))
+
+
+def test_predicted_rating_is_filled_by_the_rater_when_the_champion_ranks_only(data, mf) -> None:
+    ease = _fitted("ease", data)
+    train = _cold_user_zero(data)
+    ease.fit(to_ratings(train, WHOLE_STARS), None)
+    genres = Genres(_features().movie_features, _features().genres)
+    recs = top_n(ease, train, n=5, min_history=3, genres=genres, like_threshold=4.0, rater=mf)
+    assert recs.filter(pl.col("is_fallback"))["user_idx"].unique().to_list() == [0]
+    expected = mf.predict(recs["user_idx"].to_numpy(), recs["movie_idx"].to_numpy())
+    np.testing.assert_allclose(recs["predicted"].to_numpy(), expected, rtol=1e-5)  # every row, fallbacks too
+    assert recs["predicted"].is_finite().all()
+    without = top_n(ease, train, n=5, min_history=3, genres=genres, like_threshold=4.0)
+    assert without["predicted"].is_nan().all()  # EASE alone predicts no rating
+
+
+def test_an_ease_reason_is_the_history_movie_with_the_largest_weight_towards_the_movie(data) -> None:
+    ease = _fitted("ease", data)
+    recs = top_n(ease, data, n=5)
+    weights, seen = ease.solver.weights, data.group_by("user_idx").agg("movie_idx", "rating")
+    history = {u: (m, r) for u, m, r in seen.iter_rows()}
+    for user, movie, reason, rating in recs.select("user_idx", "movie_idx", "reason_movie_idx", "reason_rating").rows():
+        movies, ratings = history[user]
+        contributions = weights[movies, movie]  # the score is their sum
+        assert reason == movies[int(np.argmax(contributions))]
+        assert rating == ratings[int(np.argmax(contributions))]
+    assert recs["reason_popularity"].is_null().all()
+
+
+def test_a_most_popular_reason_is_its_ratings_count_and_window_never_a_similar_movie(data) -> None:
+    popular = _fitted("most_popular", data)
+    recs = top_n(popular, data, n=5)
+    counts = data.group_by("movie_idx").len()
+    joined = recs.join(counts, on="movie_idx")
+    assert (joined["reason_popularity"] == joined["len"]).all()
+    assert (recs["reason_movie_idx"] == -1).all()
+    first, last = (
+        datetime.fromtimestamp(int(t), UTC).date() for t in (data["timestamp"].min(), data["timestamp"].max())
+    )
+    assert recs["popular_from"].unique().to_list() == [first] and recs["popular_to"].unique().to_list() == [last]
+
+
+def test_every_factor_and_sequence_model_row_names_a_history_movie(data, mf) -> None:
+    for model in (mf, _fitted("sasrec", data)):
+        recs = top_n(model, data, n=5)
+        assert (recs["reason_movie_idx"] >= 0).all(), model.name
+        rated = recs.join(data, left_on=["user_idx", "reason_movie_idx"], right_on=["user_idx", "movie_idx"])
+        assert rated.height == recs.height and (rated["reason_rating"] == rated["rating"]).all()
 
 
 def test_fewer_candidates_than_n_gives_only_real_rows(data, mf) -> None:

@@ -49,6 +49,8 @@ def test_each_run_writes_a_report_whose_every_plot_is_a_png_beside_it(dataset: P
     text = page.read_text()
     champion = re.search(r"<b>(\w+) ★</b>", text)
     assert champion is not None and champion.group(1) in MODELS.split(",")
+    rated = re.search(r"lists ranked by (\w+); predicted ratings from (\w+) \(the lowest validation RMSE", text)
+    assert rated is not None and rated.group(1) == champion.group(1) and rated.group(2) in ("biased_mf", "svd")
     assert "No forward metrics yet" not in text
     first = (var_dir() / "runs" / "october" / "report" / "index.html").read_text()
     assert "No forward metrics yet" in first and "forward.png" not in first

@@ -36,7 +36,8 @@ def test_an_mlp_champion_on_a_large_catalogue_is_scored_two_stage_in_shards_and_
     _set(evaluated, "config.json", two_stage_from=10, candidates=15, users_per_shard=7)
     run.score(str(evaluated))
     plan = json.loads((evaluated / "scoring.json").read_text())
-    assert plan == {"model": "neumf_features", "retriever": "biased_mf", "candidates": 15}
+    rater = json.loads((evaluated / "champion.json").read_text())["rater"]["model"]  # the lower validation RMSE
+    assert plan == {"model": "neumf_features", "retriever": "biased_mf", "candidates": 15, "rater": rater}
     assert sorted(p.name for p in (evaluated / "scores").iterdir()) == [f"shard-0000{i}.parquet" for i in range(5)]
     run.publish(str(evaluated))
     cfg = json.loads((evaluated / "config.json").read_text())

@@ -66,3 +66,32 @@ class EASE:
     def scores(self, users: np.ndarray) -> np.ndarray:
         assert self.weights is not None and self.x is not None, "fit first"
         return np.asarray(self.x[users] @ self.weights)
+
+    def strongest(self, users: np.ndarray, movies: np.ndarray, budget: int = 1 << 22) -> np.ndarray:
+        """For each user and each of their movies [len(users), k], the movie j of the user's history
+        whose weight B[j, movie] adds most to the score (a score is the sum of those weights over
+        the history); -1 for a user without history. Users go in groups of similar history length,
+        at most `budget` weights gathered at once."""
+        assert self.weights is not None and self.x is not None, "fit first"
+        movies = np.asarray(movies, dtype=np.int64)
+        rows = self.x[users]
+        lengths = np.diff(rows.indptr)
+        out = np.full(movies.shape, -1, dtype=np.int64)
+        order = np.argsort(lengths, kind="stable")
+        order = order[lengths[order] > 0]
+        k, i = max(movies.shape[1], 1), 0
+        while i < len(order):
+            j = min(len(order), i + max(1, budget // (k * int(lengths[order[i]]))))
+            while j > i + 1 and (j - i) * int(lengths[order[j - 1]]) * k > budget:
+                j = i + (j - i) // 2
+            group = order[i:j]
+            width = int(lengths[group[-1]])
+            slot = np.arange(width)[None, :]
+            valid = slot < lengths[group][:, None]
+            history = np.where(valid, rows.indices[np.minimum(rows.indptr[group][:, None] + slot, rows.nnz - 1)], 0)
+            weights = self.weights[history[:, :, None], movies[group][:, None, :]]  # [group, width, k]
+            weights[~valid] = -np.inf
+            best = weights.argmax(axis=1)  # [group, k]
+            out[group] = np.take_along_axis(history, best, axis=1)
+            i = j
+        return out
