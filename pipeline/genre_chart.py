@@ -2,10 +2,11 @@
 predicted rating over the genre's movies the user has not rated.
 
 The predictions come from the published run's own folder (its features,
-ratings and production model), so the chart shows what that run believed.
-A champion that ranks without predicting ratings (EASE, most-popular) has no
-predicted rating to show; the chart then uses a truncated SVD fitted on the
-same run's ratings in a few seconds, and says so in its title.
+ratings and production models), so the chart shows what that run believed:
+the run's rater, whose predictions are the published predicted_rating. A
+run without one (no rating model trained) has no predicted rating to show;
+the chart then uses a truncated SVD fitted on the same run's ratings in a
+few seconds, and says so in its title.
 """
 
 from __future__ import annotations
@@ -91,11 +92,15 @@ def compare(run_dir: Path, run_id: str, champion: str, user_id: int) -> GenreCom
 
 
 def _rating_model(run_dir: Path, champion: str, feats: Features, scale: RatingScale) -> Recommender:
-    """The champion's production fit when it predicts ratings, else the stand-in fitted here."""
+    """The run's rater (it filled predicted_rating), else the champion when it predicts ratings,
+    else the stand-in fitted here."""
     device = torch.device("cpu")
-    saved = run_dir / "models" / champion / "model.bin"
-    if registry.spec(champion).predicts_ratings and saved.is_file():
-        return Recommender.load(champion, saved, feats, device)
+    verdict = run_dir / "champion.json"
+    rater = (json.loads(verdict.read_text()).get("rater") or {}).get("model") if verdict.is_file() else None
+    for name in (rater, champion):
+        saved = run_dir / "models" / str(name) / "model.bin"
+        if name and registry.spec(name).predicts_ratings and saved.is_file():
+            return Recommender.load(name, saved, feats, device)
     ratings = pl.read_parquet(run_dir / "ratings.parquet", columns=["user_idx", "movie_idx", "rating"])
     log.info(
         "%s predicts no ratings: fitting %s on the run's %d ratings for the chart", champion, STAND_IN, len(ratings)
@@ -106,11 +111,12 @@ def _rating_model(run_dir: Path, champion: str, feats: Features, scale: RatingSc
 
 
 def write(comparison: GenreComparison, path: Path) -> Path:
-    by = (
-        comparison.model
-        if comparison.model == comparison.champion
-        else f"{comparison.model} ({comparison.champion} predicts no ratings)"
-    )
+    if comparison.model == comparison.champion:
+        by = comparison.model
+    elif registry.spec(comparison.champion).predicts_ratings:
+        by = f"{comparison.model} (the run's rater; {comparison.champion} ranked)"
+    else:
+        by = f"{comparison.model} ({comparison.champion} predicts no ratings)"
     labels = [f"{g} ({n})" for g, n in zip(comparison.genres, comparison.rated, strict=True)]
     title = f"User {comparison.user_id}: rated vs predicted by {by}, run {comparison.run_id}"
     return plots.genre_comparison(labels, comparison.actual, comparison.predicted, title, path)

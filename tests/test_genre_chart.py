@@ -1,5 +1,7 @@
 """show-user --plot: the genre chart from a real published run's folder and models."""
 
+import json
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -53,8 +55,18 @@ def test_actual_side_is_the_users_mean_rating_per_genre_and_predictions_are_the_
     assert predicted and all(0 < p < 6 for p in predicted)
 
 
-def test_a_champion_without_ratings_is_stood_in_for_by_svd_fitted_on_the_runs_ratings(run) -> None:
+def test_a_ranking_only_champion_shows_the_runs_rater_which_filled_predicted_rating(run) -> None:
     chart = genre_chart.compare(var_dir() / "runs" / "r1", "r1", "most_popular", USER)
+    assert chart.model == "biased_mf" and chart.champion == "most_popular"  # r1's rater
+    assert any(p is not None for p in chart.predicted)
+
+
+def test_a_run_without_a_rater_is_stood_in_for_by_svd_fitted_on_the_runs_ratings(run, tmp_path: Path) -> None:
+    folder = tmp_path / "r1"
+    shutil.copytree(var_dir() / "runs" / "r1", folder)
+    verdict = json.loads((folder / "champion.json").read_text()) | {"rater": None}
+    (folder / "champion.json").write_text(json.dumps(verdict))
+    chart = genre_chart.compare(folder, "r1", "most_popular", USER)
     assert chart.model == "svd" and chart.champion == "most_popular"
     assert any(p is not None for p in chart.predicted)
 
