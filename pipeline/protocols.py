@@ -133,8 +133,12 @@ def _fit_summary(result) -> dict[str, Any]:
         "seconds": round(result.seconds, 3),
         "epochs": len(result.history),
         "best_epoch": result.best_epoch,
-        "best_val_mse": None if not np.isfinite(result.best_val_loss) else result.best_val_loss,
+        # the validation loss at the best epoch: MSE (+ interaction BCE) for rating models, cross-entropy for sasrec
+        "best_val_loss": None if not np.isfinite(result.best_val_loss) else result.best_val_loss,
         "samples_per_s": round(result.samples_per_s),
+        "loss": result.loss or None,  # what was minimised (sasrec: full or sampled softmax)
+        "monitor": result.monitor if result.history else None,  # what chose the best epoch
+        "best_val_score": result.best_val_score,
         # per-epoch losses for the report's curves (none for closed-form models)
         "history": [
             {"epoch": h["epoch"], "train_loss": h["train_loss"], "val_loss": _finite(h["val_loss"])}

@@ -55,6 +55,7 @@ class TrainResult:
     samples_per_s: float = 0.0
     monitor: str = VAL_LOSS  # what chose the best epoch
     best_val_score: float | None = None  # the monitor's value at the best epoch
+    loss: str = ""  # what was minimised, in words (the task's `loss_name`)
 
 
 class Task(Protocol):
@@ -64,6 +65,7 @@ class Task(Protocol):
     unit: str  # what a sample is, for the progress line ("samples", "positions")
     monitor: str  # the validation figure early stopping follows (VAL_LOSS, or a higher-is-better metric)
     has_validation: bool
+    loss_name: str  # what a batch's loss is, in words (logged, and kept in the fit's summary)
 
     def steps(self) -> Iterator[tuple[int, Callable[[], torch.Tensor] | None]]:
         """One epoch in a seeded order: (samples, a closure returning the batch's mean loss, or None
@@ -106,7 +108,7 @@ def train(
     # bfloat16 autocast on CUDA (no loss scaling needed); the CPU stays float32.
     amp = params.amp and device.type == "cuda"
     max_epochs = epochs if epochs is not None else params.max_epochs
-    result = TrainResult(monitor=task.monitor)
+    result = TrainResult(monitor=task.monitor, loss=task.loss_name)
     best = float("-inf") if higher else float("inf")
     best_state = copy.deepcopy(model.state_dict())
     stale = 0

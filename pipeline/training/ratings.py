@@ -73,6 +73,11 @@ class RatingTask:
         self.samples = len(train_set[0])
         self.has_validation = val is not None
         self.objective = _Objective(model, params, generator)
+        self.loss_name = "mse on the rating" + (
+            f" + {params.interaction_weight} x interaction bce against {params.negatives} sampled movie(s) per rating"
+            if params.negatives
+            else ""
+        )
 
     def steps(self) -> Iterator[tuple[int, Callable[[], torch.Tensor] | None]]:
         order = torch.randperm(self.samples, device=self.generator.device, generator=self.generator)

@@ -119,15 +119,18 @@ class SequenceTask:
         self.sampling = torch.from_numpy(counts / max(counts.sum(), 1.0)).float().to(device)
         self.negatives = min(settings.sampled_negatives, model.n_movies)
         self.generator = torch.Generator(device=device).manual_seed(params.seed)
+        self.loss_name = (
+            f"softmax cross-entropy over all {model.n_movies:,} movies"
+            if self.loss == "softmax"
+            else f"sampled softmax, {self.negatives} popularity-sampled negatives with log-Q correction"
+        )
         log.info(
             "sasrec: %s histories, %s windows of at most %d, %s positions per epoch; loss: %s",
             f"{int((self.history.lengths > 1).sum()):,}",
             f"{len(self.windows):,}",
             model.max_len,
             f"{self.samples:,}",
-            f"softmax cross-entropy over all {model.n_movies:,} movies"
-            if self.loss == "softmax"
-            else f"sampled softmax, {self.negatives} popularity-sampled negatives with log-Q correction",
+            self.loss_name,
         )
         self.val = val
         self.has_validation = val is not None and len(val) > 0
