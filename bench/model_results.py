@@ -84,11 +84,18 @@ def render(data: list[dict], command: str) -> str:
     ]
     for d in data:
         champion = d["champion"]["model"]
+        rater = d["champion"].get("rater")
+        rated = (
+            f"Predicted ratings from **{rater['model']}** (lowest validation RMSE, {rater['val_rmse']:.4f} on [0, 1]). "
+            if rater
+            else ""
+        )
         lines += [
             "",
             f"### {d['dataset']}",
             "",
-            f"Champion: **{champion}** ({d['champion']['message']}). Whole evaluation: {d['seconds'] / 60:.1f} min.",
+            f"Champion: **{champion}** ({d['champion']['message']}). {rated}"
+            f"Whole evaluation: {d['seconds'] / 60:.1f} min.",
             "",
         ]
         lines += ["Protocol A (test):", ""]

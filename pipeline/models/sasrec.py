@@ -221,7 +221,7 @@ class SASRec(nn.Module):
         indptr = np.zeros(len(lengths) + 1, dtype=np.int64)
         np.cumsum(lengths, out=indptr[1:])
         take = np.repeat(start, lengths) + np.arange(lengths.sum()) - np.repeat(indptr[:-1], lengths)
-        self.history = Histories(indptr, history.movies[take])
+        self.history = Histories(indptr, history.movies[take].astype(np.int32))  # half the bytes saved and copied
 
     def get_extra_state(self) -> dict[str, np.ndarray]:
         return {"indptr": self.history.indptr, "movies": self.history.movies}
