@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -68,3 +69,18 @@ def test_coverage_by_genre_counts_recommended_movies_and_slots_per_genre(reader)
     # current lists: movies 4..8 for both users; Drama has all 20 movies, Comedy the 10 odd ones
     assert rows["Drama"] == (20, 5, 0.25, 10)
     assert rows["Comedy"] == (10, 2, 0.2, 4)
+
+
+def test_reason_kinds_counts_rows_by_kind_of_reason_and_missing_predicted_ratings(tmp_path: Path) -> None:
+    with warehouse.connect(tmp_path / "wh.duckdb") as con:
+        con.execute("CREATE TABLE movies AS SELECT range AS movie_id, 'Film ' || range AS title FROM range(1, 21)")
+        con.execute("CREATE TABLE ratings AS SELECT range AS user_id, 1 AS movie_id, 5.0 AS rating FROM range(1, 3)")
+        popular = (12_345, date(2000, 4, 1), date(2003, 2, 1))
+        lists = write_lists(tmp_path / "a.parquet", {u: range(3, 8) for u in (1, 2)}, popular=popular)
+        con.execute(
+            "COPY (SELECT * REPLACE (CASE WHEN user_id = 2 THEN NULL ELSE predicted_rating END AS predicted_rating) "
+            f"FROM read_parquet('{lists}')) TO '{tmp_path / 'b.parquet'}'"
+        )
+        publish(con, "day-1", tmp_path / "b.parquet", "most_popular", "ds", top_n=5)
+        rows = con.execute((SQL_DIR / "queries" / "reason_kinds.sql").read_text()).fetchall()
+    assert rows == [("popularity, with its window", 10, 100.0, 5)]
