@@ -36,16 +36,14 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.protocol_b import Split, protocol_b  # noqa: E402
+from bench.protocol_b import Split, ids_only, indexed, protocol_b  # noqa: E402
 from pipeline import logs  # noqa: E402
 from pipeline.config import PROJECT_ROOT  # noqa: E402
-from pipeline.features import Features  # noqa: E402
-from pipeline.forward import COLUMNS  # noqa: E402
+from pipeline.forward import window_metrics  # noqa: E402
 from pipeline.models import registry  # noqa: E402
-from pipeline.protocols import production_fit, ratings  # noqa: E402
+from pipeline.protocols import production_fit, ratings, schedule_from  # noqa: E402
 from pipeline.recommend import top_n  # noqa: E402
 from pipeline.split import TRAIN, VAL, temporal_split  # noqa: E402
-from pipeline.sqlfiles import sql  # noqa: E402
 
 CPU = torch.device("cpu")
 
@@ -67,28 +65,17 @@ def snapshot(data: Split, cut: datetime) -> tuple[pl.DataFrame, np.ndarray, np.n
     """Ratings before `cut` with dense indices of their own users and movies (as the job's run for
     that date would have), and the index -> id maps."""
     before = data.frame.filter(pl.col("timestamp") < int(cut.timestamp())).drop("user_idx", "movie_idx", "split")
-    users, movies = before["user_id"].unique().sort(), before["movie_id"].unique().sort()
-    indexed = before.join(pl.DataFrame({"user_id": users, "user_idx": np.arange(len(users))}), on="user_id").join(
-        pl.DataFrame({"movie_id": movies, "movie_idx": np.arange(len(movies))}), on="movie_id"
-    )
-    return indexed, users.to_numpy(), movies.to_numpy()
+    return indexed(before)
 
 
 def fit(name: str, frame: pl.DataFrame, n_users: int, n_movies: int, data: Split) -> registry.Recommender:
     """The job's way: tuned on protocol B's validation of this snapshot, refitted on all of it."""
-    empty = np.zeros((n_users, 0), np.float32), np.zeros((n_movies, 0), np.float32)
-    feats = Features(np.arange(n_users), np.arange(n_movies), empty[0], empty[1], [], [])
-    params = registry.hyper_parameters(name)
+    feats, params = ids_only(n_users, n_movies), registry.hyper_parameters(name)
     schedule: dict = {}
-    if registry.spec(name).family != "closed_form":
+    if registry.spec(name).family != "closed_form":  # a closed form has nothing to tune: one solve
         split = temporal_split(frame)
-        tuned = registry.Recommender(name, params, feats, CPU)
-        result = tuned.fit(
-            ratings(split.filter(pl.col("split") == TRAIN), data.scale),
-            ratings(split.filter(pl.col("split") == VAL), data.scale),
-        )
-        schedule = {"epochs": max(result.best_epoch, 1), "lr_schedule": [h["lr"] for h in result.history]}
-        schedule["lr_schedule"] = schedule["lr_schedule"][: schedule["epochs"]]
+        inner, val = (ratings(split.filter(pl.col("split") == s), data.scale) for s in (TRAIN, VAL))
+        schedule = schedule_from(registry.Recommender(name, params, feats, CPU).fit(inner, val))
     model, _ = production_fit(name, params, feats, frame, data.scale, CPU, schedule)
     return model
 
@@ -100,12 +87,7 @@ def judge(lists: pl.DataFrame, data: Split, start: datetime, end: datetime, n: i
         con.register("every_rating", data.frame.select("user_id", "movie_id", "rating", "timestamp").to_arrow())
         con.execute("CREATE TABLE recommendations AS SELECT 'replay' AS run_id, * FROM lists")
         con.execute("CREATE TABLE ratings AS SELECT *, to_timestamp(timestamp) AS rated_at FROM every_rating")
-        like = 0.8 * data.scale.max
-        values = con.execute(
-            sql("forward/metrics"),
-            {"evaluated_run_id": "replay", "window_start": start, "window_end": end, "top_n": n, "like": like},
-        ).fetchall()[0]
-    return dict(zip(COLUMNS, values, strict=True))
+        return window_metrics(con, "replay", start, end, n, 0.8 * data.scale.max)
 
 
 def main() -> None:

@@ -69,6 +69,11 @@ GRID: list[dict] = [
 ]
 
 
+def setting(overrides: dict, max_epochs: int) -> dict:
+    """sasrec's parameters for one grid entry: the reference's setting with the entry's overrides."""
+    return registry.hyper_parameters("sasrec", {**REFERENCE, **overrides, "max_epochs": max_epochs})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", type=Path, default=REPO.parent / "shared" / "data" / "ml-1m-users-1-2999")
@@ -95,8 +100,7 @@ def main() -> None:
         key = json.dumps(GRID[i], sort_keys=True)
         if key in done:
             continue
-        params = registry.hyper_parameters("sasrec", {**REFERENCE, **GRID[i], "max_epochs": args.max_epochs})
-        model = registry.Recommender("sasrec", params, data.features(), torch.device("cpu"))
+        model = registry.Recommender("sasrec", setting(GRID[i], args.max_epochs), data.features(), torch.device("cpu"))
         started = time.perf_counter()
         fitted = model.fit(ratings(inner, data.scale), ratings(val, data.scale))
         metrics = ranking_metrics(model, inner, val, data.scale)
@@ -129,18 +133,15 @@ def test_against(data, settings: list[dict], max_epochs: int, cache: Path) -> No
         if key in done:
             continue
         name = overrides.get("model", "sasrec")
-        params = registry.hyper_parameters(
-            name, {**REFERENCE, **overrides, "max_epochs": max_epochs} if name == "sasrec" else {}
-        )
+        params = setting(overrides, max_epochs) if name == "sasrec" else registry.hyper_parameters(name)
         started = time.perf_counter()
         result = full_ranking_protocol(name, params, data.features(), data.frame, data.scale, torch.device("cpu"))
         done[key] = {"overrides": overrides, "seconds": round(time.perf_counter() - started), **result}
         cache.write_text(json.dumps(done, indent=2, default=str))
     print(
-        "| model, overrides of the reference | val NDCG@10 | test NDCG@10 | Recall@10 | HitRate@10 | Coverage@10 ",
-        end="",
+        "| model, overrides of the reference | val NDCG@10 | test NDCG@10 | Recall@10 | HitRate@10 "
+        "| Coverage@10 | epochs |"
     )
-    print("| epochs |")
     print("|---|---|---|---|---|---|---|")
     for r in done.values():
         t, label = r["test"], r["overrides"]

@@ -45,12 +45,8 @@ def evaluate_previous(con: duckdb.DuckDBPyConnection, run_id: str, end: datetime
         return None
     evaluated, start, model = earlier[0]
     top_n = con.execute("SELECT max(rank) FROM recommendations WHERE run_id = ?", [evaluated]).fetchall()[0][0]
-    values = con.execute(
-        sql("forward/metrics"),
-        {"evaluated_run_id": evaluated, "window_start": start, "window_end": end, "top_n": top_n, "like": like},
-    ).fetchall()[0]
     row = {"run_id": run_id, "evaluated_run_id": evaluated, "model": model, "window_start": start}
-    row |= {"window_end": end, "top_n": top_n} | dict(zip(COLUMNS, values, strict=True))
+    row |= {"window_end": end, "top_n": top_n} | window_metrics(con, evaluated, start, end, top_n, like)
     row["computed_at"] = datetime.now(UTC).replace(tzinfo=None)
     with transaction(con):
         con.execute("DELETE FROM forward_metrics WHERE run_id = ?", [run_id])  # a re-run replaces its row
@@ -72,6 +68,17 @@ def evaluate_previous(con: duckdb.DuckDBPyConnection, run_id: str, end: datetime
         _fmt(row["ndcg"]),
     )
     return row
+
+
+def window_metrics(
+    con: duckdb.DuckDBPyConnection, run_id: str, start: datetime, end: datetime, top_n: int, like: float
+) -> dict[str, Any]:
+    """`run_id`'s lists in `recommendations` judged on the `ratings` made in [start, end) (COLUMNS)."""
+    values = con.execute(
+        sql("forward/metrics"),
+        {"evaluated_run_id": run_id, "window_start": start, "window_end": end, "top_n": top_n, "like": like},
+    ).fetchall()[0]
+    return dict(zip(COLUMNS, values, strict=True))
 
 
 def _fmt(value: float | None) -> str:

@@ -91,7 +91,7 @@ def full_ranking_protocol(
     if model.spec.predicts_ratings:  # the run's rating predictor is the lowest validation RMSE (run.evaluate)
         pred = model.predict(val["user_idx"].to_numpy(), val["movie_idx"].to_numpy())
         val_metrics |= rating_metrics(pred, scale.to_unit(val["rating"].to_numpy()), scale.max)
-    schedule = _schedule(tuned)
+    schedule = schedule_from(tuned)
     train = _part(split, TRAIN, VAL)
     refit = Recommender(name, params, feats, device)
     refitted = refit.fit(ratings(train, scale), None, **schedule)
@@ -120,8 +120,9 @@ def production_fit(
     return model, _fit_summary(fitted)
 
 
-def _schedule(tuned) -> dict[str, Any]:
-    """Epochs and per-epoch learning rates validation chose (empty for closed-form models)."""
+def schedule_from(tuned) -> dict[str, Any]:
+    """Epochs and per-epoch learning rates validation chose (empty for closed-form models): what
+    a refit on more data replays."""
     if not tuned.history:
         return {}
     lrs = [h["lr"] for h in tuned.history[: tuned.best_epoch]]
