@@ -17,8 +17,11 @@ DATASET    ?= $(MOVIELENS_DATASET)
 TOP_N      ?= 100
 MAX_EPOCHS ?= 30
 DEVICE     ?= auto
-MODELS     ?= most_popular,ease,svd,biased_mf,mlp,dnn_content,neumf_features,ncf_tags,sasrec
+# empty: each job's own default set (nightly: most_popular,ease,biased_mf,neumf_features,sasrec;
+# evaluate: every model). A comma-separated list picks models by name.
+MODELS     ?=
 DAG_ID     := movielens_nightly
+EVAL_DAG_ID := movielens_evaluation
 
 FROM       ?=
 TO         ?=
@@ -27,9 +30,13 @@ PORT       ?= 8080
 # USER=<id> on make's command line (not the login name USER holds in the environment)
 USER_ID    := $(if $(filter command line,$(origin USER)),$(USER))
 
-# The DAG's params as JSON, from the variables above (shared by run and backfill).
-CONF = $$($(PY) -c 'import json,sys; print(json.dumps({"dataset": sys.argv[1], "top_n": int(sys.argv[2]), "max_epochs": int(sys.argv[3]), "device": sys.argv[4], "models": sys.argv[5].split(",")}))' \
-		"$(if $(DATASET),$(abspath $(DATASET)),)" "$(TOP_N)" "$(MAX_EPOCHS)" "$(DEVICE)" "$(MODELS)")
+# The DAG's params as JSON, from the variables above (run and backfill; evaluate without top_n).
+# Without MODELS the DAG's own default set applies.
+CONF_PY = import json,sys; a = sys.argv[1:]; \
+	conf = {"dataset": a[0], "max_epochs": int(a[2]), "device": a[3]} | ({"top_n": int(a[1])} if a[1] else {}); \
+	print(json.dumps(conf | ({"models": a[4].split(",")} if a[4] else {})))
+CONF = $$($(PY) -c '$(CONF_PY)' "$(if $(DATASET),$(abspath $(DATASET)),)" "$(TOP_N)" "$(MAX_EPOCHS)" "$(DEVICE)" "$(MODELS)")
+EVAL_CONF = $$($(PY) -c '$(CONF_PY)' "$(if $(DATASET),$(abspath $(DATASET)),)" "" "$(MAX_EPOCHS)" "$(DEVICE)" "$(MODELS)")
 
 .PHONY: help setup run cli evaluate show-user backfill airflow docker-config test lint clean
 
@@ -46,20 +53,23 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 $(AIRFLOW_HOME)/.migrated: $(VENV)/.installed
 	@mkdir -p $(AIRFLOW_HOME)
 	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (cat $(AIRFLOW_HOME)/db-migrate.log; exit 1)
+	$(PY) -m ops.pools
 	@touch $@
 
 setup: $(VENV)/.installed $(AIRFLOW_HOME)/.migrated ## create the environment and Airflow's metadata DB
 
-run: setup ## run the whole DAG once through Airflow (DATASET=<folder>, TOP_N, MAX_EPOCHS, DEVICE)
+run: setup ## run the nightly DAG once through Airflow (DATASET=<folder>, MODELS, TOP_N, MAX_EPOCHS, DEVICE)
 	@conf=$(CONF); \
 	echo "airflow dags test $(DAG_ID) --conf $$conf"; \
 	$(BIN)/airflow dags test $(DAG_ID) --conf "$$conf"
 
-cli: $(VENV)/.installed ## the same job without Airflow, in one process
-	$(PY) -m pipeline.cli run $(if $(DATASET),--dataset $(DATASET),) --top-n $(TOP_N) --max-epochs $(MAX_EPOCHS) --device $(DEVICE) --models $(MODELS)
+cli: $(VENV)/.installed ## the nightly job without Airflow, in one process
+	$(PY) -m pipeline.cli run $(if $(DATASET),--dataset $(DATASET),) --top-n $(TOP_N) --max-epochs $(MAX_EPOCHS) --device $(DEVICE) $(if $(MODELS),--models $(MODELS),)
 
-evaluate: $(VENV)/.installed ## train and compare MODELS under both protocols into model_runs; publishes nothing
-	$(PY) -m pipeline.cli run $(if $(DATASET),--dataset $(DATASET),) --max-epochs $(MAX_EPOCHS) --device $(DEVICE) --models $(MODELS) --until evaluate
+evaluate: setup ## the weekly evaluation DAG once through Airflow: every model, both protocols; publishes nothing
+	@conf=$(EVAL_CONF); \
+	echo "airflow dags test $(EVAL_DAG_ID) --conf $$conf"; \
+	$(BIN)/airflow dags test $(EVAL_DAG_ID) --conf "$$conf"
 
 show-user: $(VENV)/.installed ## a user's profile, best/worst rated movies and current top-10: USER=<id> [PLOT=1]
 	@test -n "$(USER_ID)" || { echo "usage: make show-user USER=<user id> [PLOT=1]"; exit 2; }

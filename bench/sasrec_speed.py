@@ -18,7 +18,11 @@ and counted in the ratio, not the floor. `--naive` also times one epoch of
 the reference's way (every window padded to max_len, logits at every
 position through F.cross_entropy) for comparison.
 
+`--baseline` times a second setting in the same run (e.g. float32 against
+the default bf16 products on a CPU with native bf16) and prints the ratio.
+
     python bench/sasrec_speed.py [--dataset ../shared/data/ml-1m-users-1-2999] [--epochs 3] [--naive]
+    python bench/sasrec_speed.py --epochs 2 --baseline '{"cpu_amp": false}'
 """
 
 from __future__ import annotations
@@ -102,6 +106,9 @@ def main() -> None:
         "--params", default="{}", help="JSON overrides of sasrec's defaults, e.g. '{\"batch_size\": 64}'"
     )
     parser.add_argument("--naive", action="store_true", help="also time one epoch of the reference's padding")
+    parser.add_argument(
+        "--baseline", default=None, help="JSON overrides of a setting timed in the same run, for a ratio"
+    )
     args = parser.parse_args()
     logs.setup()
     device = select_device(args.device)
@@ -122,6 +129,12 @@ def main() -> None:
     model = registry.Recommender("sasrec", params, feats, device)
     result = model.fit(rows, None, epochs=args.epochs)
     rates.append(square_rate(device))
+    baseline_s = None
+    if args.baseline is not None:
+        other = registry.hyper_parameters("sasrec", {**json.loads(args.params), **json.loads(args.baseline)})
+        fitted = registry.Recommender("sasrec", other, feats, device).fit(rows, None, epochs=args.epochs)
+        baseline_s = [h["seconds"] for h in fitted.history]
+        rates.append(square_rate(device))
     rate = max(rates)
     floor_s = total_gflop / rate
     seconds = [h["seconds"] for h in result.history]
@@ -143,6 +156,10 @@ def main() -> None:
         "ratio_to_floor": round(min(seconds) / floor_s, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
+    if baseline_s is not None:
+        report["baseline"] = json.loads(args.baseline)
+        report["baseline_epoch_s"] = [round(s, 2) for s in baseline_s]
+        report["speedup_over_baseline"] = round(min(baseline_s) / min(seconds), 2)
     if device.type == "cuda":
         report["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
     if args.naive:

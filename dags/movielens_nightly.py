@@ -41,7 +41,8 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
-from pipeline.config import ALL_MODELS  # names only: config imports no model or data code
+# names only: config imports no model or data code
+from pipeline.config import ALL_MODELS, EVALUATION, NIGHTLY, NIGHTLY_MODELS, TRAINING_POOL
 
 TRANSIENT = {"retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True}
 
@@ -54,9 +55,13 @@ STAGES_BEFORE_TRAINING = (
     ("features", {}),
     ("split", {}),
 )
+# Tasks that train or score take every core they are given: they share the `training` pool, whose
+# slots (MOVIELENS_TRAINING_SLOTS, default one per 4 cores) are how many run at once; each then
+# uses cores / slots threads (pipeline.run.use_task_threads). `make setup` creates the pool.
+HEAVY = {"pool": TRAINING_POOL}
 STAGES_BEFORE_SCORING = (
     ("evaluate", {}),
-    ("fit_champion", {}),
+    ("fit_champion", HEAVY),
 )
 
 # What downstream DAGs can be scheduled on: the consumers' table, in the serving file.
@@ -93,37 +98,45 @@ def _stage(name: str, settings: dict):
 REPLAY_SCHEDULES = {"day": "@daily", "week": "@weekly", "month": "@monthly"}
 NEVER_SCHEDULED = pendulum.datetime(2100, 1, 1, tz="UTC")
 
-SETTINGS = dict(
-    catchup=False,
-    max_active_runs=1,
-    default_args={"owner": "recsys", "retries": 0, "on_failure_callback": _on_failure},
-    params={
-        "dataset": Param(
-            os.environ.get("MOVIELENS_DATASET", ""),
-            type="string",
-            description="Folder of raw MovieLens files, or a dataset.toml spec; empty downloads ml-latest-small",
-        ),
-        "models": Param(
-            list(ALL_MODELS),
-            type="array",
-            items={"type": "string", "enum": list(ALL_MODELS)},
-            description="Models to train and compare; the best on full-ranking NDCG@10 (validation) is published",
-        ),
-        "top_n": Param(100, type="integer", minimum=1, description="Recommendations per user"),
-        "max_epochs": Param(30, type="integer", minimum=1, description="Training epochs at most"),
-        "device": Param("auto", type="string", enum=["auto", "cpu", "cuda"]),
-        "users_per_shard": Param(
-            50_000, type="integer", minimum=1, description="Users per scoring shard (one mapped score_shard task each)"
-        ),
-    },
-    doc_md=__doc__,
-)
+
+def dag_settings(job: str) -> dict:
+    """The DAG arguments the nightly, replay and evaluation DAGs share; their default models differ."""
+    return dict(
+        catchup=False,
+        max_active_runs=1,
+        default_args={"owner": "recsys", "retries": 0, "on_failure_callback": _on_failure},
+        params={
+            "dataset": Param(
+                os.environ.get("MOVIELENS_DATASET", ""),
+                type="string",
+                description="Folder of raw MovieLens files, or a dataset.toml spec; empty downloads ml-latest-small",
+            ),
+            "models": Param(
+                list(NIGHTLY_MODELS if job == NIGHTLY else ALL_MODELS),
+                type="array",
+                items={"type": "string", "enum": list(ALL_MODELS)},
+                description="Models to train and compare; the best on full-ranking NDCG@10 (validation) is published"
+                if job == NIGHTLY
+                else "Models to compare under both protocols (nothing is published)",
+            ),
+            "top_n": Param(100, type="integer", minimum=1, description="Recommendations per user"),
+            "max_epochs": Param(30, type="integer", minimum=1, description="Training epochs at most"),
+            "device": Param("auto", type="string", enum=["auto", "cpu", "cuda"]),
+            "users_per_shard": Param(
+                50_000,
+                type="integer",
+                minimum=1,
+                description="Users per scoring shard (one mapped score_shard task each)",
+            ),
+        },
+        doc_md=__doc__,
+    )
 
 
-def movielens_pipeline() -> None:
-    """The tasks and their wiring, shared by the nightly DAG and the replay DAGs."""
+def _fetch(job: str):
+    """The first task: the run folder for this job, and the raw files found (or downloaded)."""
 
-    @task(**TRANSIENT)
+    @task(task_id="fetch", **TRANSIENT)
     def fetch() -> str:
         from airflow.sdk.exceptions import AirflowFailException
 
@@ -139,11 +152,12 @@ def movielens_pipeline() -> None:
             as_of,
             p["dataset"] or None,
             None,
-            p["top_n"],
+            p.get("top_n", 100),
             p["max_epochs"],
             p["device"],
             p["models"],
-            users_per_shard=p["users_per_shard"],
+            users_per_shard=p.get("users_per_shard", 50_000),
+            job=job,
         )
         try:
             return run.fetch(run_dir)
@@ -152,18 +166,30 @@ def movielens_pipeline() -> None:
             # unreachable archive will not fix itself by waiting.
             raise AirflowFailException(str(exc)) from exc
 
+    return fetch
+
+
+def _train_models(run_dir):
+    """One mapped train_model task per model of the run, in the training pool."""
+
     @task
     def model_names(run_dir: str) -> list[str]:
         from pipeline import run
 
         return run.model_names(run_dir)
 
-    @task(map_index_template="{{ name }}")
+    @task(map_index_template="{{ name }}", **HEAVY)
     def train_model(run_dir: str, name: str) -> str:
-        """One model through both evaluation protocols; one mapped task per model."""
+        """One model: tuned on train_inner and judged on validation (and, weekly, refit and protocol A)."""
         from pipeline import run
 
         return run.train_model(run_dir, name)
+
+    return train_model.partial(run_dir=run_dir).expand(name=model_names(run_dir))
+
+
+def movielens_pipeline() -> None:
+    """The tasks and their wiring, shared by the nightly DAG and the replay DAGs."""
 
     @task
     def score_shards(run_dir: str) -> list[int]:
@@ -171,17 +197,17 @@ def movielens_pipeline() -> None:
 
         return run.score_shards(run_dir)
 
-    @task(map_index_template="shard {{ shard }}", **TRANSIENT)
+    @task(map_index_template="shard {{ shard }}", **TRANSIENT, **HEAVY)
     def score_shard(run_dir: str, shard: int) -> str:
         """One user range of the top-N lists; one mapped task per shard."""
         from pipeline import run
 
         return run.score_shard(run_dir, shard)
 
-    run_dir = fetch()
+    run_dir = _fetch(NIGHTLY)()
     for name, settings in STAGES_BEFORE_TRAINING:
         run_dir = _stage(name, settings)(run_dir)
-    trained = train_model.partial(run_dir=run_dir).expand(name=model_names(run_dir))
+    trained = _train_models(run_dir)
     evaluated = _stage(*STAGES_BEFORE_SCORING[0])(run_dir)
     trained >> evaluated
     run_dir = evaluated
@@ -194,13 +220,26 @@ def movielens_pipeline() -> None:
         after = _stage(name, settings)(after)
 
 
+def movielens_evaluation_pipeline() -> None:
+    """The weekly comparison: every model under both protocols, test figures from a refit on
+    train, into model_runs and the run's report; nothing is scored or published."""
+    run_dir = _fetch(EVALUATION)()
+    for name, settings in STAGES_BEFORE_TRAINING:
+        if name != "forward_evaluate":  # judges published lists: the nightly job's
+            run_dir = _stage(name, settings)(run_dir)
+    trained = _train_models(run_dir)
+    evaluated = _stage("evaluate", {})(run_dir)
+    trained >> evaluated
+    _stage("report", {})(evaluated)
+
+
 TAGS = ["movielens", "recommendations", "duckdb"]
 dag(
     dag_id="movielens_nightly",
     schedule=os.environ.get("MOVIELENS_SCHEDULE", "@daily"),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     tags=TAGS,
-    **SETTINGS,
+    **dag_settings(NIGHTLY),
 )(movielens_pipeline)()
 for every, schedule in REPLAY_SCHEDULES.items():
     dag(
@@ -214,5 +253,20 @@ for every, schedule in REPLAY_SCHEDULES.items():
         is_paused_upon_creation=True,
         tags=[*TAGS, "replay"],
         description=f"movielens_nightly's tasks once per {every} of history; backfill runs only (make backfill)",
-        **SETTINGS,
+        **dag_settings(NIGHTLY),
     )(movielens_pipeline)()
+# The weekly full comparison (make evaluate runs it now). Sunday 06:00 UTC by default, after that
+# night's nightly run: both jobs load the same warehouse, and one at a time is what DuckDB allows.
+evaluation_settings = dag_settings(EVALUATION)
+for nightly_only in ("top_n", "users_per_shard"):
+    evaluation_settings["params"].pop(nightly_only)
+evaluation_settings["doc_md"] = movielens_evaluation_pipeline.__doc__
+dag(
+    dag_id="movielens_evaluation",
+    schedule=os.environ.get("MOVIELENS_EVALUATION_SCHEDULE", "0 6 * * 0"),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    is_paused_upon_creation=True,
+    tags=[*TAGS, "evaluation"],
+    description="every model under both protocols, weekly; writes model_runs and a report, publishes nothing",
+    **evaluation_settings,
+)(movielens_evaluation_pipeline)()

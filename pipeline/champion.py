@@ -127,25 +127,30 @@ def record_model_runs(
     rater: str | None = None,
 ) -> None:
     """One model_runs row per model and protocol (and one per skipped model), replacing the run's rows;
-    is_champion marks the model that ranks the published lists, is_rater the one that rates them."""
+    is_champion marks the model that ranks the published lists, is_rater the one that rates them;
+    `job` says which job wrote them, `test_from` where protocol B's test figures come from."""
     now = datetime.now(UTC).replace(tzinfo=None)
     logical = datetime.fromisoformat(cfg.logical_date).replace(tzinfo=None)
     rows = []
     for r in results:
         base = (cfg.run_id, logical, dataset, r["model"], json.dumps(r.get("params", {}), default=str))
         if "skipped" in r:
-            rows.append((*base, json.dumps({"skipped": r["skipped"]}), None, 0.0, False, now, "skipped", False))
+            rows.append(
+                (*base, json.dumps({"skipped": r["skipped"]}), None, 0.0, False, now, "skipped", False, cfg.job, None)
+            )
             continue
         for protocol in ("notebook", "full_ranking"):
             if protocol in r:
                 metrics = {k: v for k, v in r[protocol].items() if k != "schedule"}
-                chosen = (r["model"] == champion, now, protocol, r["model"] == rater)
-                rows.append((*base, json.dumps(metrics), r["device"], r["seconds"], *chosen))
+                chosen = (r["model"] == champion, now, protocol, r["model"] == rater, cfg.job)
+                test_from = r[protocol].get("test_from") if protocol == "full_ranking" else None
+                rows.append((*base, json.dumps(metrics), r["device"], r["seconds"], *chosen, test_from))
     with transaction(con):
         con.execute("DELETE FROM model_runs WHERE run_id = ?", [cfg.run_id])
         con.executemany(
             "INSERT INTO model_runs (run_id, logical_date, dataset, model, params, metrics, device, seconds, "
-            "is_champion, created_at, protocol, is_rater) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "is_champion, created_at, protocol, is_rater, job, test_from) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
 
@@ -185,21 +190,27 @@ COLUMNS = (
     ("Recall@20 B", "full_ranking.test.recall@20", "{:.4f}"),
     ("MAP@10 B", "full_ranking.test.map@10", "{:.4f}"),
     ("Cov@10 B", "full_ranking.test.coverage@10", "{:.3f}"),
+    # how far early stopping let the tuning fit run past its best epoch (0: closed form)
+    ("epochs B", "full_ranking.fit.epochs", "{:.0f}"),
+    ("best B", "full_ranking.fit.best_epoch", "{:.0f}"),
     ("seconds", "seconds", "{:.1f}"),
 )
 
 
 def comparison_table(results: list[dict[str, Any]], champion: str | None = None) -> str:
-    """Markdown table of every model's headline figures; A = notebooks' protocol, B = full ranking."""
-    header = "| model | " + " | ".join(c[0] for c in COLUMNS) + " |"
-    lines = [header, "|" + "---|" * (len(COLUMNS) + 1)]
+    """Markdown table of every model's headline figures; A = notebooks' protocol, B = full ranking.
+    Columns no model has (protocol A in a nightly run) are left out."""
+    trained = [r for r in results if "skipped" not in r]
+    columns = [c for c in COLUMNS if any(metric_value(r, c[1]) is not None for r in trained)] or list(COLUMNS)
+    header = "| model | " + " | ".join(c[0] for c in columns) + " |"
+    lines = [header, "|" + "---|" * (len(columns) + 1)]
     for r in results:
         name = r["model"] + (" (champion)" if r["model"] == champion else "")
         if "skipped" in r:
-            lines.append(f"| {name} | skipped: {r['skipped']} |" + " |" * (len(COLUMNS) - 1))
+            lines.append(f"| {name} | skipped: {r['skipped']} |" + " |" * (len(columns) - 1))
             continue
         cells = []
-        for _, path, fmt in COLUMNS:
+        for _, path, fmt in columns:
             value = metric_value(r, path)
             cells.append(fmt.format(value) if value is not None else "–")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")

@@ -2,6 +2,7 @@
 
 python -m pipeline.cli run --dataset ../shared/data/ml-100k
 python -m pipeline.cli run --dataset ../shared/data/ml-100k --until evaluate --models ease,biased_mf
+python -m pipeline.cli run --dataset ../shared/data/ml-100k --job evaluation   # the weekly comparison
 python -m pipeline.cli stage validate var/runs/<run>
 python -m pipeline.cli show-user 42 --plot
 """
@@ -16,7 +17,7 @@ from datetime import UTC, datetime
 
 from pipeline import logs, run
 from pipeline.champion import ChampionGateError
-from pipeline.config import ALL_MODELS
+from pipeline.config import ALL_MODELS, JOBS, NIGHTLY, NIGHTLY_MODELS
 from pipeline.datasets.download import DownloadError
 from pipeline.datasets.layouts import LayoutError
 from pipeline.models.registry import UnknownModelError
@@ -50,9 +51,17 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--max-epochs", type=int, default=None)
     p_run.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p_run.add_argument(
+        "--job",
+        choices=JOBS,
+        default=NIGHTLY,
+        help="nightly: decide on validation and publish; evaluation: every model under both protocols, "
+        "publish nothing (the weekly job)",
+    )
+    p_run.add_argument(
         "--models",
-        default=os.environ.get("MOVIELENS_MODELS") or ",".join(ALL_MODELS),
-        help=f"comma-separated models to train and compare (default: all: {','.join(ALL_MODELS)})",
+        default=os.environ.get("MOVIELENS_MODELS") or None,
+        help=f"comma-separated models to train and compare (default: nightly {','.join(NIGHTLY_MODELS)}; "
+        f"evaluation: all, {','.join(ALL_MODELS)})",
     )
     p_run.add_argument(
         "--until",
@@ -78,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     p_stage.add_argument("run_dir")
     args = parser.parse_args(argv)
     logs.setup()
+    # one process runs every stage in turn: each may use every core (Airflow's tasks share them)
+    os.environ.setdefault("MOVIELENS_TRAINING_SLOTS", "1")
     if args.command == "show-user":
         return _show_user(args)
     try:
@@ -88,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         run_id = args.run_id or f"cli__{when.strftime('%Y%m%dT%H%M%S')}"
-        models = [m.strip() for m in args.models.split(",") if m.strip()]
+        models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
         run_dir = run.prepare(
             run_id,
             when,
@@ -101,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             serving=args.serving,
             keep_runs=args.keep_runs,
             users_per_shard=args.users_per_shard,
+            job=args.job,
         )
         run.run_all(run_dir, until=args.until)
         return 0

@@ -23,6 +23,35 @@ ALL_MODELS = (
     "ncf_tags",
     "sasrec",
 )
+# The nightly job's default set: the models that compete for the table (the weekly evaluation
+# job compares ALL_MODELS). The other notebook models rank far below these on validation and
+# took most of a night's training time (issue 18).
+NIGHTLY_MODELS = ("most_popular", "ease", "biased_mf", "neumf_features", "sasrec")
+
+# What a run is for. "nightly": decide on validation alone, test figures from the tuned model,
+# production fits of the champion and the rater only, publish. "evaluation" (the weekly job):
+# every model under both protocols, refit on train for test figures, publish nothing.
+NIGHTLY, EVALUATION = "nightly", "evaluation"
+JOBS = (NIGHTLY, EVALUATION)
+
+
+# The Airflow pool the training and scoring tasks share (dags/movielens_nightly.py, ops/pools.py)
+TRAINING_POOL = "training"
+
+
+def training_slots() -> int:
+    """Heavy (torch, BLAS) tasks that run well side by side here: the `training` pool's slots.
+    One per 4 cores (1 on a 2-core machine: two torch tasks on 2 cores thrash, a task measured at
+    190 s alone took 1,811 s beside two others); MOVIELENS_TRAINING_SLOTS overrides."""
+    configured = os.environ.get("MOVIELENS_TRAINING_SLOTS", "").strip()
+    if configured:
+        return max(1, int(configured))
+    return max(1, (os.cpu_count() or 1) // 4)
+
+
+def threads_per_task() -> int:
+    """Threads a heavy task may use: the cores shared among the training pool's slots."""
+    return max(1, (os.cpu_count() or 1) // training_slots())
 
 
 def var_dir() -> Path:
@@ -51,10 +80,15 @@ class TrainParams:
     batch_size: int = 1024
     max_epochs: int = 30
     patience: int = 5
+    # the relative gain on the validation figure that counts as an improvement for early stopping
+    min_delta: float = 0.0
     lr_patience: int = 2
     lr_factor: float = 0.5
     seed: int = 0
-    amp: bool = True  # bfloat16 autocast, on CUDA only
+    amp: bool = True  # bfloat16 autocast on CUDA
+    # bfloat16 autocast on CPUs with native bf16 (AVX512-BF16, AMX) too; off where a model did not
+    # measure a gain (sasrec: 1.9x per training step on this CPU, pipeline/models/registry.py)
+    cpu_amp: bool = False
     # sampled unrated movies per rated pair for the interaction (ranking) head;
     # 0 trains the rating alone, as the notebooks did, and then ranks by rating
     negatives: int = 0
@@ -89,8 +123,9 @@ class RunConfig:
     train_overrides: dict = field(default_factory=dict)
     # per model, hyper-parameters over the registry's defaults, e.g. {"ease": {"lam": 500}}
     model_params: dict[str, dict] = field(default_factory=dict)
-    # protocol A is for comparison with the notebooks and may be switched off
-    notebook_protocol: bool = True
+    job: str = NIGHTLY
+    # protocol A is for comparison with the notebooks: the evaluation job runs it, the nightly one not
+    notebook_protocol: bool = False
     # "<protocol>.<split>.<metric>" from the models' metrics; higher is better
     champion_metric: str = "full_ranking.val.ndcg@10"
     # a champion worse than the last published one by more than this is not published

@@ -3,10 +3,12 @@
 A (the notebooks'): fit on the per-user random 70% with early stopping on
 15%, rating and re-ranking metrics on the last 15%.
 B (full ranking, ../shared/EVALUATION.md): tune on train_inner -> val (the
-champion metric is read here), refit on train (= train_inner + val) for the
-epochs and learning rates validation chose, and rank every unseen movie for
-the test users. Production: the same refit on every rating, whose top-N lists
-are published.
+champion metric is read here), then rank every unseen movie for the test
+users. The weekly evaluation job refits on train (= train_inner + val) for
+the epochs and learning rates validation chose and ranks with the refit; the
+nightly job ranks with the tuned model itself, given the train history to
+rank from ("tuned model on test"), and trains nothing it would throw away.
+Production: a refit on every rating, whose top-N lists are published.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ log = logging.getLogger(__name__)
 
 NOTEBOOK = "notebook"
 FULL_RANKING = "full_ranking"
+# where protocol B's test figures come from (metrics.json "test_from", model_runs.test_from)
+TEST_FROM_REFIT = "refit on train"
+TEST_FROM_TUNED = "tuned model on test"
 PROTOCOL_LABELS = {
     NOTEBOOK: "A: notebooks' protocol (per-user random 70/15/15, re-rank own test items)",
     FULL_RANKING: "B: full ranking (per-user temporal last 10% test, every unseen movie a candidate)",
@@ -82,27 +87,36 @@ def full_ranking_protocol(
     scale: RatingScale,
     device: torch.device,
     checkpoint: Path | None = None,
-) -> dict[str, Any]:
-    """Protocol B: val metrics of the tuned model, test metrics of its refit on train."""
+    refit: bool = True,
+) -> tuple[dict[str, Any], pl.DataFrame | None]:
+    """Protocol B: val metrics of the tuned model; test metrics of its refit on train (`refit`), or
+    of the tuned model itself ranking from the train history (the nightly job's, no extra fit).
+    Also the validation ratings beside the tuned model's predictions in stars, for the report's
+    plots (None for a model that predicts no ratings)."""
     inner, val = _part(split, TRAIN), _part(split, VAL)
     model = Recommender(name, params, feats, device)
     tuned = model.fit(ratings(inner, scale), ratings(val, scale), checkpoint=checkpoint)
     val_metrics = ranking_metrics(model, inner, val, scale)
+    predictions = None
     if model.spec.predicts_ratings:  # the run's rating predictor is the lowest validation RMSE (run.evaluate)
         pred = model.predict(val["user_idx"].to_numpy(), val["movie_idx"].to_numpy())
         val_metrics |= rating_metrics(pred, scale.to_unit(val["rating"].to_numpy()), scale.max)
+        predictions = pl.DataFrame(
+            {"actual": val["rating"].to_numpy(), "predicted": np.asarray(pred, dtype=np.float64) * scale.max}
+        )
     schedule = schedule_from(tuned)
     train = _part(split, TRAIN, VAL)
-    refit = Recommender(name, params, feats, device)
-    refitted = refit.fit(ratings(train, scale), None, **schedule)
-    test_metrics = ranking_metrics(refit, train, _part(split, TEST), scale)
-    return {
-        "val": val_metrics,
-        "test": test_metrics,
-        "fit": _fit_summary(tuned),
-        "refit": _fit_summary(refitted),
-        "schedule": schedule,
-    }
+    out: dict[str, Any] = {"val": val_metrics, "fit": _fit_summary(tuned), "schedule": schedule}
+    if refit:
+        refitted = Recommender(name, params, feats, device)
+        out["refit"] = _fit_summary(refitted.fit(ratings(train, scale), None, **schedule))
+        out["test"] = ranking_metrics(refitted, train, _part(split, TEST), scale)
+    # the tuned model ranking from train, weights unchanged: the nightly job's test figures; in the
+    # evaluation job they sit beside the refit's (docs/results.md compares the two)
+    model.rank_from(ratings(train, scale))
+    out["test_tuned" if refit else "test"] = ranking_metrics(model, train, _part(split, TEST), scale)
+    out["test_from"] = TEST_FROM_REFIT if refit else TEST_FROM_TUNED
+    return out, predictions
 
 
 def production_fit(

@@ -21,7 +21,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from pipeline import plots
+from pipeline import plots, timings
 from pipeline.champion import FULL_RANKING_COLUMNS, NOTEBOOK_COLUMNS, metric_value
 from pipeline.sqlfiles import sql
 
@@ -37,6 +37,8 @@ B_COLUMNS = (
     *FULL_RANKING_COLUMNS,
     ("users evaluated", "full_ranking.test.users_evaluated", "{:,.0f}"),
     ("users without relevant", "full_ranking.test.users_without_relevant_test_item", "{:,.0f}"),
+    ("epochs", "full_ranking.fit.epochs", "{:.0f}"),
+    ("best epoch", "full_ranking.fit.best_epoch", "{:.0f}"),
     ("seconds", "seconds", "{:.1f}"),
 )
 
@@ -62,6 +64,8 @@ class RunFacts:
     champion: dict[str, Any] | None = None
     forward: pl.DataFrame | None = None
     published: dict[str, Any] | None = None
+    job: str = "nightly"
+    timings: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _json(path: Path) -> dict[str, Any] | None:
@@ -84,6 +88,8 @@ def gather(run_dir: Path, con: duckdb.DuckDBPyConnection | None) -> RunFacts:
         results=results,
         predictions=predictions,
         champion=_json(run_dir / "champion.json"),
+        job=cfg.get("job", "nightly"),
+        timings=timings.collect(run_dir),
     )
     if ratings_file.is_file():
         facts.ratings, facts.rating_counts = _summary(ratings_file)
@@ -110,6 +116,7 @@ def build(run_dir: str | Path, con: duckdb.DuckDBPyConnection | None = None) -> 
     body = [_header(facts), _contents(facts), _data_section(facts, out), _metrics_section(facts)]
     body += [_model_section(r, facts, out) for r in facts.results]
     body.append(_forward_section(facts, out))
+    body.append(_timings_section(facts))
     page = out / PAGE
     page.write_text(_page(f"Run {facts.run_id}", "\n".join(body)))
     return page
@@ -119,13 +126,20 @@ def build(run_dir: str | Path, con: duckdb.DuckDBPyConnection | None = None) -> 
 
 
 def _header(facts: RunFacts) -> str:
-    rows = [("run", facts.run_id), ("logical date", facts.logical_date), ("dataset", facts.dataset)]
+    rows = [
+        ("run", facts.run_id),
+        ("job", JOB_LABELS.get(facts.job, facts.job)),
+        ("logical date", facts.logical_date),
+        ("dataset", facts.dataset),
+    ]
     if facts.champion:
         rows.append(("champion", facts.champion.get("message", facts.champion.get("model", ""))))
         rows.append(("ranked by, rated by", _ranked_and_rated(facts.champion)))
     if facts.published:
         p = facts.published
         rows.append(("published", f"{p['model']}: {p['rows']:,} rows for {p['users']:,} users"))
+    elif facts.job == "evaluation":
+        rows.append(("published", "no: an evaluation run publishes nothing"))
     else:
         rows.append(("published", "no: this run has not published recommendations"))
     rows.append(("report made", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")))
@@ -146,7 +160,7 @@ def _ranked_and_rated(champion: dict[str, Any]) -> str:
 
 def _contents(facts: RunFacts) -> str:
     links = [("data", "Data"), ("models", "Models")] + [(f"model-{r['model']}", r["model"]) for r in facts.results]
-    links.append(("forward", "Forward evaluation"))
+    links += [("forward", "Forward evaluation"), ("timings", "Seconds per task")]
     return "<p class=nav>" + " · ".join(f'<a href="#{_e(a)}">{_e(t)}</a>' for a, t in links) + "</p>"
 
 
@@ -234,7 +248,11 @@ def _metrics_section(facts: RunFacts) -> str:
         "test items; test split). B = full ranking (per-user temporal split, last 10% test; every unseen "
         "movie a candidate). ../shared/EVALUATION.md defines both.</p>"
     )
-    for title, columns in (("A: notebooks' protocol, test", NOTEBOOK_COLUMNS), ("B: full ranking", B_COLUMNS)):
+    trained = [r for r in facts.results if "full_ranking" in r]
+    test_from = sorted({r["full_ranking"].get("test_from", "refit on train") for r in trained})
+    b_title = f"B: full ranking (test figures: {', '.join(test_from) or 'none'})"
+    tables = [("A: notebooks' protocol, test", NOTEBOOK_COLUMNS)] if facts.job == "evaluation" else []
+    for title, columns in (*tables, (b_title, B_COLUMNS)):
         rows = []
         for r in facts.results:
             name = r["model"] + (" ★" if r["model"] == champion else "")
@@ -270,8 +288,9 @@ def _model_section(result: dict[str, Any], facts: RunFacts, out: Path) -> str:
     pred = facts.predictions.get(name)
     if pred is not None and len(pred):
         actual, predicted = pred["actual"].to_numpy(), pred["predicted"].to_numpy()
-        total = result.get("notebook", {}).get("test_rows", len(pred))
-        note = f"protocol A test, {len(pred):,} ratings" + (f" of {total:,}" if total > len(pred) else "")
+        source = result.get("predictions") or {"from": "protocol A test", "rows": len(pred)}
+        total = source["rows"]
+        note = f"{source['from']}, {len(pred):,} ratings" + (f" of {total:,}" if total > len(pred) else "")
         images.append(
             _img(
                 plots.predicted_vs_actual(
@@ -292,11 +311,35 @@ def _model_section(result: dict[str, Any], facts: RunFacts, out: Path) -> str:
                 f"{name} residuals",
             )
         )
-    elif "notebook" not in result:
-        images.append("<p class=missing>Protocol A was not run: no rating plots.</p>")
     else:
         images.append("<p class=missing>This model ranks without predicting ratings: no rating plots.</p>")
     return "\n".join([*parts, '<div class="grid">', *images, "</div>"])
+
+
+JOB_LABELS = {
+    "nightly": "nightly: decided on validation, test figures from the tuned model, publishes",
+    "evaluation": "evaluation: every model under both protocols, test figures from a refit, publishes nothing",
+}
+
+
+def _timings_section(facts: RunFacts) -> str:
+    head = '<h2 id="timings">Seconds per task</h2>'
+    if not facts.timings:
+        return head + "\n<p class=missing>No task recorded its time.</p>"
+    total = sum(t["seconds"] for t in facts.timings) or 1.0
+    rows = [
+        [_e(t["task"]), f"{t['seconds']:.1f}", _fmt(t.get("startup_s"), "{:.1f}"), f"{t['seconds'] / total:.1%}"]
+        for t in facts.timings
+    ]
+    wall = timings.wall_s(facts.timings)
+    note = (
+        "<p>Start-up: from the task's process start to its stage (interpreter, Airflow's task runner, "
+        "imports); blank where the process had run a stage before (the CLI). "
+        f"Sum of tasks {sum(t['seconds'] for t in facts.timings):.1f} s"
+        + (f"; wall {wall:.1f} s from the first task's start to the last one's end" if wall is not None else "")
+        + ". This page's own task (report) is in report.json and the log.</p>"
+    )
+    return "\n".join([head, note, _table(["task", "seconds", "start-up s", "share"], rows)])
 
 
 def _forward_section(facts: RunFacts, out: Path) -> str:

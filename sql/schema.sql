@@ -130,3 +130,9 @@ ALTER TABLE model_runs ADD COLUMN IF NOT EXISTS report_path VARCHAR;
 -- validation RMSE: is_rater, published_runs.rating_model) can differ.
 ALTER TABLE model_runs ADD COLUMN IF NOT EXISTS is_rater BOOLEAN;
 ALTER TABLE published_runs ADD COLUMN IF NOT EXISTS rating_model VARCHAR;
+
+-- Added by the nightly-window work (issue 18): which job wrote a row ("nightly": decides and
+-- publishes; "evaluation": the weekly comparison, publishes nothing) and where protocol B's test
+-- figures come from ("tuned model on test" nightly, "refit on train" in the evaluation job).
+ALTER TABLE model_runs ADD COLUMN IF NOT EXISTS job VARCHAR;
+ALTER TABLE model_runs ADD COLUMN IF NOT EXISTS test_from VARCHAR;

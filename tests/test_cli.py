@@ -7,7 +7,7 @@ import duckdb
 import pytest
 
 from pipeline.cli import main
-from pipeline.config import ALL_MODELS
+from pipeline.config import ALL_MODELS, NIGHTLY_MODELS
 from tests.synthetic import make, write_ml1m
 
 N = 10
@@ -18,7 +18,7 @@ def dataset(tmp_path: Path) -> Path:
     return write_ml1m(tmp_path / "ml1m", make(n_users=30, n_movies=40, per_user=15))
 
 
-def _run(dataset: Path, wh: Path, run_id: str) -> int:
+def _run(dataset: Path, wh: Path, run_id: str, *extra: str) -> int:
     return main(
         [
             "run",
@@ -34,11 +34,12 @@ def _run(dataset: Path, wh: Path, run_id: str) -> int:
             str(N),
             "--device",
             "cpu",
+            *extra,
         ]
     )
 
 
-def test_every_user_gets_n_unseen_known_movies_and_metrics_are_recorded(dataset: Path, tmp_path: Path) -> None:
+def test_every_user_gets_n_unseen_known_movies_from_the_nightly_set_decided_on_validation(dataset, tmp_path) -> None:
     wh = tmp_path / "wh.duckdb"
     assert _run(dataset, wh, "run-1") == 0
     con = duckdb.connect(str(wh), read_only=True)
@@ -55,16 +56,15 @@ def test_every_user_gets_n_unseen_known_movies_and_metrics_are_recorded(dataset:
         "SELECT model, protocol, device, seconds, is_champion, metrics FROM model_runs WHERE run_id = 'run-1'"
     ).fetchall()
     by_key = {(m, p): (d, s, c, json.loads(x)) for m, p, d, s, c, x in rows}
-    # every model under both protocols, except ncf_tags: ml-1m has no tags
-    assert by_key[("ncf_tags", "skipped")][3]["skipped"].startswith("the dataset has no tags")
-    for model in set(ALL_MODELS) - {"ncf_tags"}:
-        device, seconds, _, notebook = by_key[(model, "notebook")]
-        full = by_key[(model, "full_ranking")][3]
+    # the nightly set, protocol B only (protocol A and the refits are the weekly evaluation job's)
+    assert set(by_key) == {(m, "full_ranking") for m in NIGHTLY_MODELS}
+    for model in NIGHTLY_MODELS:
+        device, seconds, _, full = by_key[(model, "full_ranking")]
         assert device == "cpu" and seconds > 0
-        assert 0 < notebook["test"]["ndcg@10"] <= 1 and 0 <= full["val"]["ndcg@10"] <= 1
-        assert full["test"]["users_evaluated"] > 0
-    assert 0 < by_key[("neumf_features", "notebook")][3]["test"]["rmse"] < 1
-    assert "rmse" not in by_key[("ease", "notebook")][3]["test"]  # ranks only
+        assert 0 <= full["val"]["ndcg@10"] <= 1 and full["test"]["users_evaluated"] > 0
+        assert full["test_from"] == "tuned model on test"
+    assert 0 < by_key[("neumf_features", "full_ranking")][3]["val"]["rmse"] < 1
+    assert "rmse" not in by_key[("ease", "full_ranking")][3]["val"]  # ranks only
     # one champion, the model with the best full-ranking NDCG@10 on validation, and it is what was published
     champions = {m for (m, _), v in by_key.items() if v[2]}
     best = max(
@@ -72,6 +72,24 @@ def test_every_user_gets_n_unseen_known_movies_and_metrics_are_recorded(dataset:
     )
     assert champions == {best}
     assert con.execute("SELECT DISTINCT model FROM current_recommendations").fetchall() == [(best,)]
+
+
+def test_the_evaluation_job_runs_every_model_under_both_protocols_and_publishes_nothing(dataset, tmp_path) -> None:
+    wh = tmp_path / "wh.duckdb"
+    assert _run(dataset, wh, "weekly", "--job", "evaluation") == 0
+    with duckdb.connect(str(wh), read_only=True) as con:
+        rows = con.execute("SELECT model, protocol, job, test_from, metrics FROM model_runs").fetchall()
+        assert con.execute("SELECT count(*) FROM published_runs").fetchall() == [(0,)]
+    by_key = {(m, p): (j, t, json.loads(x)) for m, p, j, t, x in rows}
+    # every model under both protocols, except ncf_tags: ml-1m has no tags
+    assert by_key[("ncf_tags", "skipped")][2]["skipped"].startswith("the dataset has no tags")
+    for model in set(ALL_MODELS) - {"ncf_tags"}:
+        notebook = by_key[(model, "notebook")][2]
+        job, test_from, full = by_key[(model, "full_ranking")]
+        assert job == "evaluation" and test_from == "refit on train"
+        assert 0 < notebook["test"]["ndcg@10"] <= 1 and full["test"]["users_evaluated"] > 0
+    assert 0 < by_key[("neumf_features", "notebook")][2]["test"]["rmse"] < 1
+    assert "rmse" not in by_key[("ease", "notebook")][2]["test"]  # ranks only
 
 
 def test_bad_data_exits_2_raises_alert_and_keeps_published_recommendations(dataset: Path, tmp_path: Path) -> None:

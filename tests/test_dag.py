@@ -72,13 +72,45 @@ def test_dag_loads_with_the_expected_chain_and_settings() -> None:
     assert set(dag.params.keys()) == {"dataset", "models", "top_n", "max_epochs", "device", "users_per_shard"}
 
 
+def test_nightly_dag_trains_the_competing_set_and_heavy_tasks_share_the_training_pool() -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    from pipeline.config import NIGHTLY_MODELS, TRAINING_POOL
+
+    dag = DagBag(dag_folder=str(DAG_FILE)).get_dag("movielens_nightly")
+    assert dag.params["models"] == list(NIGHTLY_MODELS)
+    assert {"mlp", "dnn_content", "svd", "ncf_tags"}.isdisjoint(NIGHTLY_MODELS)
+    pooled = {t.task_id for t in dag.tasks if t.pool == TRAINING_POOL}
+    assert pooled == {"train_model", "fit_champion", "score_shard"}
+
+
+def test_evaluation_dag_compares_every_model_weekly_publishes_nothing_and_starts_paused() -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    from pipeline.config import ALL_MODELS, TRAINING_POOL
+
+    dag = DagBag(dag_folder=str(DAG_FILE)).get_dag("movielens_evaluation")
+    assert dag.is_paused_upon_creation is True and dag.catchup is False and dag.max_active_runs == 1
+    assert dag.schedule == "0 6 * * 0"  # weekly, Sunday 06:00 UTC, after that night's nightly run
+    order = [t.task_id for t in dag.topological_sort()]
+    assert order == [*CHAIN[:3], *CHAIN[4:], "model_names", "train_model", "evaluate", "report"]
+    assert not any(t.outlets for t in dag.tasks)  # nothing downstream is told of new recommendations
+    assert dag.params["models"] == list(ALL_MODELS)
+    assert set(dag.params.keys()) == {"dataset", "models", "max_epochs", "device"}
+    assert dag.get_task("train_model").pool == TRAINING_POOL
+
+
 def test_replay_dags_have_the_nightly_tasks_and_take_backfill_runs_only() -> None:
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(DAG_FILE))
     nightly = bag.get_dag("movielens_nightly")
     schedules = {every: bag.get_dag(f"movielens_replay_{every}") for every in ("day", "week", "month")}
-    assert set(bag.dag_ids) == {"movielens_nightly", *(f"movielens_replay_{e}" for e in schedules)}
+    assert set(bag.dag_ids) == {
+        "movielens_nightly",
+        "movielens_evaluation",
+        *(f"movielens_replay_{e}" for e in schedules),
+    }
     assert {e: d.schedule for e, d in schedules.items()} == {"day": "@daily", "week": "@weekly", "month": "@monthly"}
     for replay in schedules.values():
         assert {t.task_id for t in replay.tasks} == {t.task_id for t in nightly.tasks}
@@ -147,13 +179,16 @@ def test_airflow_dags_test_on_ml100k_publishes_n_unseen_recommendations_for_ever
     assert con.execute(
         "SELECT count(*) FROM current_recommendations r LEFT JOIN movies m USING (movie_id) WHERE m.title IS NULL"
     ).fetchall() == [(0,)]
-    runs = con.execute("SELECT model, protocol, is_champion, metrics FROM model_runs").fetchall()
-    assert sorted((m, p) for m, p, _, _ in runs) == sorted((m, p) for m in models for p in ("notebook", "full_ranking"))
-    notebook = {m: json.loads(x)["test"] for m, p, _, x in runs if p == "notebook"}
-    assert 0 < notebook["neumf_features"]["rmse_stars"] < 1.5 and notebook["neumf_features"]["ndcg@10"] > 0.8
-    champion = {m for m, _, c, _ in runs if c}
+    # the nightly job decides on validation alone: protocol B only, its test figures from the tuned model
+    runs = con.execute("SELECT model, protocol, is_champion, metrics, job, test_from FROM model_runs").fetchall()
+    assert sorted(m for m, *_ in runs) == sorted(models)
+    assert {(p, j, t) for _, p, _, _, j, t in runs} == {("full_ranking", "nightly", "tuned model on test")}
+    full = {m: json.loads(x) for m, _, _, x, _, _ in runs}
+    assert all(0 < full[m]["test"]["ndcg@10"] < 1 and "refit" not in full[m] for m in models)
+    champion = {m for m, _, c, *_ in runs if c}
     assert len(champion) == 1
-    assert con.execute("SELECT DISTINCT model FROM current_recommendations").fetchall() == [(champion.pop(),)]
+    (champion,) = champion
+    assert con.execute("SELECT DISTINCT model FROM current_recommendations").fetchall() == [(champion,)]
     # whatever ranks, every row has a predicted rating (from the lowest validation RMSE) and a real reason
     rater = con.execute("SELECT DISTINCT model FROM model_runs WHERE is_rater").fetchall()
     assert con.execute("SELECT rating_model FROM published_runs").fetchall() == rater and rater[0][0] in models
@@ -164,6 +199,19 @@ def test_airflow_dags_test_on_ml100k_publishes_n_unseen_recommendations_for_ever
     assert nulls == 0 and generic < 0.01 * 943 * 20
     assert con.execute("SELECT count(*) FROM dq_results WHERE success").fetchall()[0][0] > 30
     run_dir = next((tmp_path / "var" / "runs").iterdir())
+    # nothing trained only to be thrown away: production fits of the champion and the rater alone
+    fitted = {p.parent.name for p in (run_dir / "models").glob("*/model.bin")}
+    assert fitted == {champion, rater[0][0]}
+    # every task's seconds: last in the log, in report.json and on the HTML page
+    output = done.stdout + done.stderr
+    tasks = [t["task"] for t in json.loads((run_dir / "report.json").read_text())["timings"]["tasks"]]
+    expected = ["fetch", "validate", "load", "forward_evaluate", "features", "split"]
+    expected += [f"train_model[{m}]" for m in models] + ["evaluate", "fit_champion"]
+    expected += [f"score_shard[{i}]" for i in range(3)] + ["publish", "report"]
+    assert sorted(tasks) == sorted(expected)
+    table = output[output.rindex("seconds per task") :]
+    assert all(t in table for t in expected) and "wall" in table
+    assert 'id="timings"' in (run_dir / "report" / "index.html").read_text()
     assert sorted(p.name for p in (run_dir / "scores").iterdir()) == [f"shard-0000{i}.parquet" for i in range(3)]
     # the report task wrote the run's page, logged its path and recorded it for every model row
     page = run_dir / "report" / "index.html"
@@ -172,3 +220,30 @@ def test_airflow_dags_test_on_ml100k_publishes_n_unseen_recommendations_for_ever
     # consumers read the serving file, which holds the same current run
     with duckdb.connect(str(tmp_path / "wh.serving.duckdb"), read_only=True) as serving:
         assert serving.execute("SELECT count(*) FROM current_recommendations").fetchall() == [(943 * 20,)]
+
+
+@pytest.mark.integration
+def test_airflow_evaluation_dag_compares_both_protocols_with_refits_and_publishes_nothing(tmp_path: Path) -> None:
+    dataset = write_ml1m(tmp_path / "ml1m", make(n_users=60, n_movies=40, per_user=15))
+    airflow = Path(sys.executable).parent / "airflow"
+    env = _airflow_env(tmp_path)
+    subprocess.run([str(airflow), "db", "migrate"], env=env, check=True, capture_output=True)
+    models = ["most_popular", "ease", "biased_mf"]
+    conf = json.dumps({"dataset": str(dataset), "max_epochs": 2, "device": "cpu", "models": models})
+    done = subprocess.run(
+        [str(airflow), "dags", "test", "movielens_evaluation", "--conf", conf], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    with duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM published_runs").fetchall() == [(0,)]
+        assert con.execute("SELECT count(*) FROM recommendations").fetchall() == [(0,)]
+        rows = con.execute("SELECT model, protocol, job, test_from, metrics FROM model_runs").fetchall()
+    assert sorted((m, p) for m, p, *_ in rows) == sorted((m, p) for m in models for p in ("notebook", "full_ranking"))
+    assert {(j, t) for _, p, j, t, _ in rows if p == "full_ranking"} == {("evaluation", "refit on train")}
+    refit = json.loads(next(x for m, p, *_, x in rows if m == "biased_mf" and p == "full_ranking"))["refit"]
+    assert refit["epochs"] >= 1  # the test figures' model was refit on train for the epochs validation chose
+    assert not (tmp_path / "wh.serving.duckdb").exists()
+    run_dir = next((tmp_path / "var" / "runs").iterdir())
+    assert not (run_dir / "scores").exists() and not list((run_dir / "models").glob("*/model.bin"))
+    page = (run_dir / "report" / "index.html").read_text()
+    assert "an evaluation run publishes nothing" in page and "refit on train" in page

@@ -3,7 +3,8 @@
 A task (ratings for the pair models, sequences for SASRec) says how an
 epoch is cut into batches, what a batch's loss is and how validation is
 measured; the loop owns what must be the same for every model: seeding,
-fused Adam, bfloat16 autocast on CUDA, a progress bar per epoch, the
+fused Adam, bfloat16 autocast (CUDA; CPUs with native bf16 where
+the model asks), a progress bar per epoch, the
 learning-rate schedule, early stopping on the task's validation figure with
 the best weights restored, and checkpoints of the best epoch.
 """
@@ -11,8 +12,10 @@ the best weights restored, and checkpoints of the best epoch.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -38,6 +41,26 @@ def select_device(requested: str = "auto") -> torch.device:
     if requested.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"device {requested!r} requested but CUDA is not available on this machine")
     return torch.device(requested)
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX): elsewhere bf16 is
+    emulated and slower than float32, so autocast stays off."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+
+
+def autocast_enabled(params: TrainParams, device: torch.device) -> bool:
+    """bfloat16 autocast: on CUDA with `amp`; on the CPU with `cpu_amp` too, where bf16 is native."""
+    if not params.amp:
+        return False
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and params.cpu_amp and cpu_has_native_bf16()
 
 
 def seed_everything(seed: int) -> None:
@@ -105,8 +128,9 @@ def train(
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimiser, mode="max" if higher else "min", factor=params.lr_factor, patience=params.lr_patience
     )
-    # bfloat16 autocast on CUDA (no loss scaling needed); the CPU stays float32.
-    amp = params.amp and device.type == "cuda"
+    # bfloat16 autocast (no loss scaling needed) on CUDA, and on a CPU with native bf16 for the
+    # models that ask for it (cpu_amp); the weights and the optimiser stay float32
+    amp = autocast_enabled(params, device)
     max_epochs = epochs if epochs is not None else params.max_epochs
     result = TrainResult(monitor=task.monitor, loss=task.loss_name)
     best = float("-inf") if higher else float("inf")
@@ -143,7 +167,10 @@ def train(
         result.history.append(
             {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, **extra, "lr": lr, "seconds": seconds}
         )
-        improved = not task.has_validation or (score > best + 1e-7 if higher else score < best - 1e-7)
+        # an improvement must beat the best by min_delta of its size: a gain below the noise of the
+        # validation figure would only keep a fit running past the epoch that mattered
+        margin = max(1e-7, params.min_delta * abs(best)) if np.isfinite(best) else 1e-7
+        improved = not task.has_validation or (score > best + margin if higher else score < best - margin)
         log.info(
             "epoch %d/%d  train_loss %.5f  val_loss %.5f%s  lr %.1e  %.1fs (%.0f %s/s)%s",
             epoch,

@@ -7,6 +7,7 @@ a saved copy scores exactly as it did, the same seed gives the same scores, and 
 held-out movies better than chance.
 """
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -105,3 +106,27 @@ def test_a_rating_model_predicts_a_rating_per_pair_and_a_ranking_model_refuses(f
     else:
         with pytest.raises(TypeError, match="predicts no ratings"):
             fitted.predict(users, movies)
+
+
+# models that score a user from the user's ratings; the others from factors they learnt
+RANK_FROM_HISTORY = {"ease", "sasrec"}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_ranking_from_a_longer_history_changes_no_weight_and_only_history_models_scores(name: str, split) -> None:
+    model = _fit(name, split, {"max_epochs": 3})
+    users = np.arange(N_USERS)
+    before = model.scores(users).copy()
+    state = model.module.state_dict() if model.module is not None else {}
+    weights = {k: v.clone() for k, v in state.items() if torch.is_tensor(v)}
+    solved = copy.deepcopy(getattr(model.solver, "weights", None))  # EASE's B
+    model.rank_from(_part(split, TRAIN, VAL))  # the nightly job's "tuned model on test"
+    after = model.scores(users)
+    if model.module is not None:
+        assert all(torch.equal(v, weights[k]) for k, v in model.module.state_dict().items() if k in weights)
+    if solved is not None:
+        np.testing.assert_array_equal(model.solver.weights, solved)
+    if name in RANK_FROM_HISTORY:
+        assert not np.allclose(before, after)  # the validation movies are history now
+    else:
+        np.testing.assert_array_equal(before, after)

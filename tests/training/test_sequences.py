@@ -20,7 +20,7 @@ def test_fused_softmax_cross_entropy_equals_autograd_in_value_and_gradients(chun
     hidden = torch.randn(50, 8, requires_grad=True)
     items = torch.randn(30, 8, requires_grad=True)
     targets = torch.randint(30, (50,))
-    fused = _SoftmaxCrossEntropy.apply(hidden, items, targets, chunk)
+    fused = _SoftmaxCrossEntropy.apply(hidden, items, targets, chunk, torch.float32)
     (2.5 * fused).backward()
     grads = hidden.grad.clone(), items.grad.clone()
     hidden.grad, items.grad = None, None
@@ -30,6 +30,23 @@ def test_fused_softmax_cross_entropy_equals_autograd_in_value_and_gradients(chun
     torch.testing.assert_close(grads[0], hidden.grad)
     torch.testing.assert_close(grads[1], items.grad)
     torch.testing.assert_close(softmax_cross_entropy(hidden, items, targets), plain)  # the entry point, CPU path
+
+
+def test_fused_softmax_cross_entropy_with_bf16_products_stays_within_bf16_rounding_of_float32() -> None:
+    torch.manual_seed(0)
+    hidden = torch.randn(200, 32, requires_grad=True)
+    items = torch.randn(300, 32, requires_grad=True)
+    targets = torch.randint(300, (200,))
+    plain = F.cross_entropy(hidden @ items.T, targets)
+    want = torch.autograd.grad(plain, (hidden, items))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # what the loop does on a CPU with native bf16
+        low = softmax_cross_entropy(hidden, items, targets)
+    got = torch.autograd.grad(low, (hidden, items))
+    low_value, plain_value = float(low.detach()), float(plain.detach())
+    assert low.dtype == torch.float32 and abs(low_value - plain_value) < 0.02 * plain_value
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype == torch.float32
+        assert float((g - w).norm() / w.norm()) < 0.02  # bf16 keeps 8 bits of mantissa: ~0.4% per product
 
 
 def test_sampled_softmax_with_every_other_movie_as_negative_is_the_full_softmax() -> None:

@@ -1,0 +1,103 @@
+"""How long each task of a run took, kept in the run folder so the last task can show them all.
+
+Every stage records itself (`timed`) in timings/<task>.json: its own seconds
+and, for a process that ran nothing before it (an Airflow task), the seconds
+from the process's start to the stage's start (interpreter, Airflow's task
+runner, parsing the DAG file, imports). The report task prints the table at
+the end of the run's log, puts it in report.json and on the HTML page.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
+
+TIMINGS_DIR = "timings"
+F = TypeVar("F", bound=Callable[..., Any])
+_STAGES_IN_PROCESS: set[int] = set()  # pids that already ran a stage (the CLI runs them all in one)
+
+
+def process_age_s() -> float | None:
+    """Seconds since this process started (Linux /proc), None where that cannot be read."""
+    try:
+        start_ticks = int(Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+
+
+def record(run_dir: str | Path, task: str, seconds: float, started: datetime, startup_s: float | None) -> None:
+    folder = Path(run_dir) / TIMINGS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    entry = {
+        "task": task,
+        "seconds": round(seconds, 2),
+        "startup_s": None if startup_s is None else round(startup_s, 2),
+        "started": started.isoformat(),
+    }
+    (folder / f"{task}.json").write_text(json.dumps(entry))
+
+
+def timed(task_name: Callable[..., str] | None = None) -> Callable[[F], F]:
+    """Record the decorated stage's seconds under the run folder (its first argument); mapped
+    stages name themselves from their arguments (`task_name(run_dir, *args)`)."""
+
+    def wrap(stage: F) -> F:
+        @functools.wraps(stage)
+        def run(run_dir: str, *args: Any, **kwargs: Any) -> Any:
+            pid = os.getpid()
+            startup = None if pid in _STAGES_IN_PROCESS else process_age_s()
+            _STAGES_IN_PROCESS.add(pid)
+            started, t0 = datetime.now(UTC), time.perf_counter()
+            try:
+                return stage(run_dir, *args, **kwargs)
+            finally:
+                name = task_name(run_dir, *args, **kwargs) if task_name else stage.__name__
+                record(run_dir, name, time.perf_counter() - t0, started, startup)
+
+        return run  # type: ignore[return-value]
+
+    return wrap
+
+
+def collect(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Every recorded task of the run, in the order they started."""
+    folder = Path(run_dir) / TIMINGS_DIR
+    entries = [json.loads(p.read_text()) for p in folder.glob("*.json")] if folder.is_dir() else []
+    return sorted(entries, key=lambda e: e["started"])
+
+
+def wall_s(entries: list[dict[str, Any]]) -> float | None:
+    """Seconds from the first task's start to the last one's end (scheduling gaps included)."""
+    dated = [e for e in entries if e.get("started")]
+    if not dated:
+        return None
+    first = min(datetime.fromisoformat(e["started"]) for e in dated)
+    last = max(datetime.fromisoformat(e["started"]).timestamp() + e["seconds"] for e in dated)
+    return round(last - first.timestamp(), 1)
+
+
+def table(entries: list[dict[str, Any]]) -> str:
+    """A plain-text table for the log: task, seconds, start-up seconds, share of the total."""
+    total = sum(e["seconds"] for e in entries) or 1.0
+    width = max([len("task"), *(len(e["task"]) for e in entries)])
+    lines = [f"{'task':<{width}}  {'seconds':>8}  {'start-up':>8}  {'share':>6}"]
+    for e in entries:
+        startup = "" if e.get("startup_s") is None else f"{e['startup_s']:.1f}"
+        lines.append(f"{e['task']:<{width}}  {e['seconds']:>8.1f}  {startup:>8}  {e['seconds'] / total:>6.1%}")
+    startups = sum(e.get("startup_s") or 0.0 for e in entries)
+    lines.append(f"{'sum':<{width}}  {sum(e['seconds'] for e in entries):>8.1f}  {startups:>8.1f}")
+    wall = wall_s(entries)
+    if wall is not None:
+        lines.append(f"{'wall':<{width}}  {wall:>8.1f}  (first task's start to the last one's end)")
+    return "\n".join(lines)

@@ -1,0 +1,51 @@
+"""Protocol B as each job runs it: the weekly job's refit, the nightly job's tuned model on test."""
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from pipeline.datasets.layouts import WHOLE_STARS
+from pipeline.models import registry
+from pipeline.protocols import TEST_FROM_REFIT, TEST_FROM_TUNED, full_ranking_protocol, ratings
+from pipeline.split import TRAIN, VAL
+from tests.models.data import FAST, features, planted_split
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def split() -> pl.DataFrame:
+    return planted_split()
+
+
+@pytest.mark.parametrize("name", ["ease", "biased_mf"])
+def test_the_nightly_path_fits_once_and_labels_its_test_figures_as_the_tuned_models(name: str, split) -> None:
+    params = registry.hyper_parameters(name, FAST)
+    nightly, predictions = full_ranking_protocol(name, params, features(), split, WHOLE_STARS, CPU, refit=False)
+    weekly, _ = full_ranking_protocol(name, params, features(), split, WHOLE_STARS, CPU, refit=True)
+    # the report's rating plots: validation ratings beside the tuned model's predictions (rating models only)
+    assert (predictions is None) == (name == "ease")
+    assert predictions is None or len(predictions) == split.filter(pl.col("split") == VAL).height
+    assert nightly["test_from"] == TEST_FROM_TUNED and "refit" not in nightly
+    assert weekly["test_from"] == TEST_FROM_REFIT and "refit" in weekly
+    # the same tuning either way: validation decides the same, only the test figures' model differs
+    assert nightly["val"] == weekly["val"] and nightly["schedule"] == weekly["schedule"]
+    assert 0 < nightly["test"]["ndcg@10"] <= 1
+    assert weekly["test_tuned"] == nightly["test"]  # the weekly job reports the nightly figure beside its own
+    assert nightly["test"]["users_evaluated"] == weekly["test"]["users_evaluated"]
+
+
+def test_tuned_ease_on_test_ranks_from_train_with_the_weights_of_train_inner(split) -> None:
+    params = registry.hyper_parameters("ease")
+    model = registry.Recommender("ease", params, features(), CPU)
+    model.fit(ratings(split.filter(pl.col("split") == TRAIN), WHOLE_STARS), None)
+    weights = model.solver.weights.copy()
+    train = ratings(split.filter(pl.col("split").is_in([TRAIN, VAL])), WHOLE_STARS)
+    model.rank_from(train)
+    users = np.arange(10)
+    x = np.zeros((len(users), weights.shape[0]), np.float32)
+    for u, m in zip(train.users, train.movies, strict=True):
+        if u < 10:
+            x[u, m] = 1.0
+    np.testing.assert_allclose(model.scores(users), x @ weights, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,55 @@
+"""Per-task seconds kept in the run folder, for the log's last table, report.json and the page."""
+
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline import timings
+
+
+def test_timed_stages_record_their_seconds_and_mapped_ones_their_own_name(tmp_path: Path) -> None:
+    @timings.timed()
+    def load(run_dir: str) -> str:
+        time.sleep(0.05)
+        return run_dir
+
+    @timings.timed(lambda run_dir, name: f"train_model[{name}]")
+    def train_model(run_dir: str, name: str) -> str:
+        return run_dir
+
+    assert load(str(tmp_path)) == str(tmp_path)
+    train_model(str(tmp_path), "ease")
+    entries = timings.collect(tmp_path)
+    assert [e["task"] for e in entries] == ["load", "train_model[ease]"]  # in the order they started
+    assert entries[0]["seconds"] >= 0.05 and entries[1]["seconds"] < entries[0]["seconds"]
+    # start-up (process start to stage) only for the first stage a process runs: the CLI runs them all
+    assert entries[1]["startup_s"] is None
+
+
+def test_a_failing_stage_still_records_its_time(tmp_path: Path) -> None:
+    @timings.timed()
+    def validate(run_dir: str) -> str:
+        raise ValueError("bad data")
+
+    with pytest.raises(ValueError, match="bad data"):
+        validate(str(tmp_path))
+    assert [e["task"] for e in timings.collect(tmp_path)] == ["validate"]
+
+
+def test_the_table_lists_every_task_its_share_the_sum_and_the_wall_time() -> None:
+    entries = [
+        {"task": "fetch", "seconds": 1.0, "startup_s": 3.5, "started": "2026-12-01T00:00:00+00:00"},
+        {"task": "train_model[sasrec]", "seconds": 3.0, "startup_s": None, "started": "2026-12-01T00:00:02+00:00"},
+    ]
+    text = timings.table(entries)
+    lines = text.splitlines()
+    assert lines[1].split() == ["fetch", "1.0", "3.5", "25.0%"]
+    assert lines[2].split() == ["train_model[sasrec]", "3.0", "75.0%"]
+    assert lines[3].split() == ["sum", "4.0", "3.5"]
+    assert timings.wall_s(entries) == 5.0 and lines[4].split()[:2] == ["wall", "5.0"]
+
+
+def test_process_age_is_positive_and_below_the_time_this_test_took_to_start() -> None:
+    age = timings.process_age_s()
+    assert age is None or 0 < age < 24 * 3600

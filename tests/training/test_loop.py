@@ -1,0 +1,54 @@
+"""The epoch loop's own rules, on a scripted task: early stopping and bf16 autocast."""
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+from torch import nn
+
+from pipeline.config import TrainParams
+from pipeline.training import loop
+
+
+class Scripted:
+    """A task whose validation figure follows a script (higher is better), one tiny batch an epoch."""
+
+    samples, unit, monitor, has_validation, loss_name = 1, "samples", "val_ndcg@10", True, "scripted"
+
+    def __init__(self, model: nn.Module, scores: list[float]) -> None:
+        self.model, self.scores, self.epoch = model, scores, 0
+
+    def steps(self) -> Iterator:
+        yield 1, lambda: self.model(torch.ones(1, 2)).sum() ** 2
+
+    def validate(self) -> dict[str, float]:
+        self.epoch += 1
+        return {loop.VAL_LOSS: 0.0, self.monitor: self.scores[self.epoch - 1]}
+
+
+def _train(scores: list[float], **params) -> loop.TrainResult:
+    torch.manual_seed(0)
+    model = nn.Linear(2, 1)
+    settings = TrainParams(max_epochs=len(scores), lr_patience=1000, **params)
+    return loop.train(model, Scripted(model, scores), settings, torch.device("cpu"))
+
+
+def test_gains_below_min_delta_do_not_count_so_the_fit_stops_patience_epochs_after_the_real_best() -> None:
+    scores = [0.10, 0.150, 0.1504, 0.1507, 0.1509, 0.160, 0.161]
+    strict = _train(scores, patience=3)  # every gain counts: runs on and keeps epoch 7
+    assert (strict.best_epoch, len(strict.history)) == (7, 7)
+    # 1% of 0.150 is 0.0015: epochs 3-5 are noise, the fit stops after 3 of them with epoch 2 kept
+    tolerant = _train(scores, patience=3, min_delta=0.01)
+    assert (tolerant.best_epoch, len(tolerant.history)) == (2, 5)
+    assert tolerant.best_val_score == pytest.approx(0.150)
+
+
+def test_autocast_stays_off_on_the_cpu_unless_the_model_asks_and_the_cpu_has_bf16(monkeypatch) -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: True)
+    assert not loop.autocast_enabled(TrainParams(), cpu)  # cpu_amp defaults off
+    assert loop.autocast_enabled(TrainParams(cpu_amp=True), cpu)
+    assert not loop.autocast_enabled(TrainParams(cpu_amp=True, amp=False), cpu)
+    assert loop.autocast_enabled(TrainParams(), cuda)
+    monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: False)  # emulated bf16 is slower: stay float32
+    assert not loop.autocast_enabled(TrainParams(cpu_amp=True), cpu)
