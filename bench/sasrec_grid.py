@@ -72,6 +72,10 @@ GRID: list[dict] = [
     # larger learning rate for fewer epochs
     {"embedding_dim": 128, "cpu_amp": True},
     {"embedding_dim": 128, "cpu_amp": True, "lr": 2e-3},
+    # early stopping that ignores gains under 0.5%: with patience 3 it stopped ml-latest-small at
+    # epoch 5 (best 2, val 0.045 against 0.080 at epoch 25 with patience 5)
+    {"embedding_dim": 128, "cpu_amp": True, "min_delta": 0.005, "patience": 3},
+    {"embedding_dim": 128, "cpu_amp": True, "min_delta": 0.005, "patience": 5},
 ]
 
 

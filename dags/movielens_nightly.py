@@ -42,25 +42,28 @@ import pendulum
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
 # names only: config imports no model or data code
-from pipeline.config import ALL_MODELS, EVALUATION, NIGHTLY, NIGHTLY_MODELS, TRAINING_POOL
+from pipeline.config import ALL_MODELS, EVALUATION, NIGHTLY, NIGHTLY_MODELS, TRAINING_POOL, WAREHOUSE_POOL
 
 TRANSIENT = {"retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True}
 
 # Each stage is pipeline.run.<name>(run_dir) -> run_dir. Validation never
 # retries (bad data stays bad); steps that touch files or the warehouse may.
+# Tasks that open the DuckDB warehouse share a one-slot pool: the nightly, replay and evaluation
+# DAGs write the same file, and DuckDB lets one process write it at a time.
+WAREHOUSE = {"pool": WAREHOUSE_POOL}
 STAGES_BEFORE_TRAINING = (
-    ("validate", {"retries": 0}),
-    ("load", TRANSIENT),
-    ("forward_evaluate", {}),
-    ("features", {}),
+    ("validate", {"retries": 0} | WAREHOUSE),
+    ("load", TRANSIENT | WAREHOUSE),
+    ("forward_evaluate", WAREHOUSE),
+    ("features", WAREHOUSE),
     ("split", {}),
 )
 # Tasks that train or score take every core they are given: they share the `training` pool, whose
 # slots (MOVIELENS_TRAINING_SLOTS, default one per 4 cores) are how many run at once; each then
-# uses cores / slots threads (pipeline.run.use_task_threads). `make setup` creates the pool.
+# uses cores / slots threads (pipeline.run.use_task_threads). `make setup` creates both pools.
 HEAVY = {"pool": TRAINING_POOL}
 STAGES_BEFORE_SCORING = (
-    ("evaluate", {}),
+    ("evaluate", WAREHOUSE),
     ("fit_champion", HEAVY),
 )
 
@@ -69,8 +72,8 @@ RECOMMENDATIONS = Asset(
     name="movielens_current_recommendations", uri="duckdb://movielens/serving/current_recommendations"
 )
 STAGES_AFTER_SCORING = (
-    ("publish", TRANSIENT | {"outlets": [RECOMMENDATIONS]}),
-    ("report", {}),
+    ("publish", TRANSIENT | WAREHOUSE | {"outlets": [RECOMMENDATIONS]}),
+    ("report", WAREHOUSE),
 )
 
 
@@ -228,9 +231,9 @@ def movielens_evaluation_pipeline() -> None:
         if name != "forward_evaluate":  # judges published lists: the nightly job's
             run_dir = _stage(name, settings)(run_dir)
     trained = _train_models(run_dir)
-    evaluated = _stage("evaluate", {})(run_dir)
+    evaluated = _stage(*STAGES_BEFORE_SCORING[0])(run_dir)
     trained >> evaluated
-    _stage("report", {})(evaluated)
+    _stage(*STAGES_AFTER_SCORING[1])(evaluated)
 
 
 TAGS = ["movielens", "recommendations", "duckdb"]

@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -59,8 +60,10 @@ def airflow_home() -> Path:
 
 
 def airflow_executable() -> str:
-    """This environment's `airflow` (beside the running Python), whatever PATH says."""
-    return str(Path(sys.executable).parent / "airflow")
+    """This environment's `airflow` (beside the running Python), whatever PATH says; PATH's where
+    there is none beside it (the official image installs it under the user's ~/.local/bin)."""
+    beside = Path(sys.executable).parent / "airflow"
+    return str(beside) if beside.exists() else shutil.which("airflow") or str(beside)
 
 
 def environment(port: int, parallelism: int) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""The `training` pool: how many training and scoring tasks may run at once on this machine.
+"""The `training` pool: how many training and scoring tasks may run at once on this machine;
+and the `warehouse` pool: one task at a time opens the DuckDB warehouse, whichever DAG it is in.
 
 Airflow's own means of keeping heavy tasks from fighting over the cores. Its
 slots are pipeline.config.training_slots() (one per 4 cores, at least one;
@@ -15,7 +16,7 @@ import os
 import subprocess
 import sys
 
-from pipeline.config import TRAINING_POOL, threads_per_task, training_slots
+from pipeline.config import TRAINING_POOL, WAREHOUSE_POOL, threads_per_task, training_slots
 
 
 def description() -> str:
@@ -25,17 +26,17 @@ def description() -> str:
     )
 
 
+WAREHOUSE_DESCRIPTION = "tasks that open the DuckDB warehouse (one writer at a time, across the DAGs)"
+
+
 def ensure_training_pool(airflow: str, env: dict[str, str] | None = None) -> int:
-    """Create or resize the pool to training_slots(); return its slots."""
+    """Create or resize the training pool to training_slots(), and the one-slot warehouse pool;
+    return the training pool's slots."""
     slots = training_slots()
-    done = subprocess.run(
-        [airflow, "pools", "set", TRAINING_POOL, str(slots), description()],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"airflow pools set {TRAINING_POOL} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    for pool, size, text in ((TRAINING_POOL, slots, description()), (WAREHOUSE_POOL, 1, WAREHOUSE_DESCRIPTION)):
+        done = subprocess.run([airflow, "pools", "set", pool, str(size), text], env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"airflow pools set {pool} failed ({done.returncode}):\n{done.stderr[-2000:]}")
     return slots
 
 

@@ -37,6 +37,9 @@ JOBS = (NIGHTLY, EVALUATION)
 
 # The Airflow pool the training and scoring tasks share (dags/movielens_nightly.py, ops/pools.py)
 TRAINING_POOL = "training"
+# The pool of the tasks that open the warehouse, one slot: DuckDB lets one process write a file,
+# and the nightly, replay and evaluation DAGs share it
+WAREHOUSE_POOL = "warehouse"
 
 
 def training_slots() -> int:

@@ -84,6 +84,18 @@ def test_nightly_dag_trains_the_competing_set_and_heavy_tasks_share_the_training
     assert pooled == {"train_model", "fit_champion", "score_shard"}
 
 
+def test_every_task_that_opens_the_warehouse_is_in_its_one_slot_pool_in_every_dag() -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    from pipeline.config import WAREHOUSE_POOL
+
+    writers = {"validate", "load", "forward_evaluate", "features", "evaluate", "publish", "report"}
+    bag = DagBag(dag_folder=str(DAG_FILE))
+    for dag_id in bag.dag_ids:
+        dag = bag.get_dag(dag_id)
+        assert {t.task_id for t in dag.tasks if t.pool == WAREHOUSE_POOL} == writers & set(dag.task_ids), dag_id
+
+
 def test_evaluation_dag_compares_every_model_weekly_publishes_nothing_and_starts_paused() -> None:
     from airflow.dag_processing.dagbag import DagBag
 

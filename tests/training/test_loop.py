@@ -15,22 +15,23 @@ class Scripted:
 
     samples, unit, monitor, has_validation, loss_name = 1, "samples", "val_ndcg@10", True, "scripted"
 
-    def __init__(self, model: nn.Module, scores: list[float]) -> None:
+    def __init__(self, model: nn.Module, scores: list[float], losses: list[float] | None = None) -> None:
         self.model, self.scores, self.epoch = model, scores, 0
+        self.losses = losses or [1.0] * len(scores)  # flat: the validation loss says nothing
 
     def steps(self) -> Iterator:
         yield 1, lambda: self.model(torch.ones(1, 2)).sum() ** 2
 
     def validate(self) -> dict[str, float]:
         self.epoch += 1
-        return {loop.VAL_LOSS: 0.0, self.monitor: self.scores[self.epoch - 1]}
+        return {loop.VAL_LOSS: self.losses[self.epoch - 1], self.monitor: self.scores[self.epoch - 1]}
 
 
-def _train(scores: list[float], **params) -> loop.TrainResult:
+def _train(scores: list[float], losses: list[float] | None = None, **params) -> loop.TrainResult:
     torch.manual_seed(0)
     model = nn.Linear(2, 1)
     settings = TrainParams(max_epochs=len(scores), lr_patience=1000, **params)
-    return loop.train(model, Scripted(model, scores), settings, torch.device("cpu"))
+    return loop.train(model, Scripted(model, scores, losses), settings, torch.device("cpu"))
 
 
 def test_gains_below_min_delta_do_not_count_so_the_fit_stops_patience_epochs_after_the_real_best() -> None:
@@ -41,6 +42,18 @@ def test_gains_below_min_delta_do_not_count_so_the_fit_stops_patience_epochs_aft
     tolerant = _train(scores, patience=3, min_delta=0.01)
     assert (tolerant.best_epoch, len(tolerant.history)) == (2, 5)
     assert tolerant.best_val_score == pytest.approx(0.150)
+
+
+def test_a_ranking_metric_that_dips_while_the_validation_loss_falls_does_not_stop_the_fit() -> None:
+    # sasrec on ml-latest-small: an early popularity-like peak, a dip, then the real climb
+    scores = [0.035, 0.045, 0.042, 0.041, 0.039, 0.044, 0.045, 0.054, 0.060, 0.059, 0.058, 0.057]
+    losses = [8.36, 8.38, 8.34, 8.30, 8.27, 8.24, 8.19, 8.12, 8.12, 8.16, 8.15, 8.17]
+    on_score_alone = _train(scores, patience=3, min_delta=0.005)
+    assert (on_score_alone.best_epoch, len(on_score_alone.history)) == (2, 5)  # the trap
+    fit = _train(scores, losses, patience=3, min_delta=0.005)
+    # still learning through epoch 8 (the loss falls), best NDCG at 9, then 3 epochs of neither
+    assert (fit.best_epoch, len(fit.history)) == (9, 12)
+    assert fit.best_val_score == pytest.approx(0.060)
 
 
 def test_autocast_stays_off_on_the_cpu_unless_the_model_asks_and_the_cpu_has_bf16(monkeypatch) -> None:
