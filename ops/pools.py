@@ -15,14 +15,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 
 from pipeline.config import TRAINING_POOL, WAREHOUSE_POOL, threads_per_task, training_slots
 
 
-def description() -> str:
+def description(environ: Mapping[str, str] | None = None) -> str:
     return (
-        f"train_model, fit_champion, score_shard: {training_slots()} at once, "
-        f"{threads_per_task()} threads each on {os.cpu_count()} cores (MOVIELENS_TRAINING_SLOTS)"
+        f"train_model, fit_champion, score_shard: {training_slots(environ)} at once, "
+        f"{threads_per_task(environ)} threads each on {os.cpu_count()} cores (MOVIELENS_TRAINING_SLOTS)"
     )
 
 
@@ -30,10 +31,11 @@ WAREHOUSE_DESCRIPTION = "tasks that open the DuckDB warehouse (one writer at a t
 
 
 def ensure_training_pool(airflow: str, env: dict[str, str] | None = None) -> int:
-    """Create or resize the training pool to training_slots(), and the one-slot warehouse pool;
-    return the training pool's slots."""
-    slots = training_slots()
-    for pool, size, text in ((TRAINING_POOL, slots, description()), (WAREHOUSE_POOL, 1, WAREHOUSE_DESCRIPTION)):
+    """Create or resize the training pool to training_slots() (as `env`, the environment Airflow
+    and its tasks get, sets it), and the one-slot warehouse pool; return the training pool's slots."""
+    slots = training_slots(env)
+    pools = ((TRAINING_POOL, slots, description(env)), (WAREHOUSE_POOL, 1, WAREHOUSE_DESCRIPTION))
+    for pool, size, text in pools:
         done = subprocess.run([airflow, "pools", "set", pool, str(size), text], env=env, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"airflow pools set {pool} failed ({done.returncode}):\n{done.stderr[-2000:]}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -42,19 +43,20 @@ TRAINING_POOL = "training"
 WAREHOUSE_POOL = "warehouse"
 
 
-def training_slots() -> int:
+def training_slots(environ: Mapping[str, str] | None = None) -> int:
     """Heavy (torch, BLAS) tasks that run well side by side here: the `training` pool's slots.
     One per 4 cores (1 on a 2-core machine: two torch tasks on 2 cores thrash, a task measured at
-    190 s alone took 1,811 s beside two others); MOVIELENS_TRAINING_SLOTS overrides."""
-    configured = os.environ.get("MOVIELENS_TRAINING_SLOTS", "").strip()
+    190 s alone took 1,811 s beside two others); MOVIELENS_TRAINING_SLOTS (in `environ`, default
+    this process's environment) overrides."""
+    configured = (os.environ if environ is None else environ).get("MOVIELENS_TRAINING_SLOTS", "").strip()
     if configured:
         return max(1, int(configured))
     return max(1, (os.cpu_count() or 1) // 4)
 
 
-def threads_per_task() -> int:
+def threads_per_task(environ: Mapping[str, str] | None = None) -> int:
     """Threads a heavy task may use: the cores shared among the training pool's slots."""
-    return max(1, (os.cpu_count() or 1) // training_slots())
+    return max(1, (os.cpu_count() or 1) // training_slots(environ))
 
 
 def var_dir() -> Path:

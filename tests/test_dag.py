@@ -36,7 +36,7 @@ def test_dag_file_imports_nothing_heavy_at_parse_time() -> None:
         if isinstance(n, ast.Import | ast.ImportFrom)
         for a in n.names
     }
-    assert imported <= {"__future__", "json", "os", "re", "dataclasses", "pathlib"}
+    assert imported <= {"__future__", "collections", "json", "os", "re", "dataclasses", "pathlib"}
 
 
 def test_dag_loads_with_the_expected_chain_and_settings() -> None:
