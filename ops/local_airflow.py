@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ops.pools import ensure_training_pool
+from ops.pools import ensure_pools
 
 STARTUP_TIMEOUT_S = 240
 STOP_TIMEOUT_S = 10  # the scheduler often ignores SIGINT while its executor has workers; SIGTERM follows
@@ -136,7 +136,7 @@ def running(port: int = 8080, parallelism: int = 2) -> Iterator[LocalAirflow]:
     url = f"http://localhost:{port}"
     if _healthy(url):
         raise AirflowStartError(f"an Airflow already answers on {url}; stop it or choose another port (PORT=…)")
-    ensure_training_pool(airflow_executable(), environment(port, parallelism))
+    ensure_pools(airflow_executable(), environment(port, parallelism))
     with open(log, "w") as out:
         process = subprocess.Popen(
             [airflow_executable(), "standalone"],

@@ -30,7 +30,7 @@ def description(environ: Mapping[str, str] | None = None) -> str:
 WAREHOUSE_DESCRIPTION = "tasks that open the DuckDB warehouse (one writer at a time, across the DAGs)"
 
 
-def ensure_training_pool(airflow: str, env: dict[str, str] | None = None) -> int:
+def ensure_pools(airflow: str, env: dict[str, str] | None = None) -> int:
     """Create or resize the training pool to training_slots() (as `env`, the environment Airflow
     and its tasks get, sets it), and the one-slot warehouse pool; return the training pool's slots."""
     slots = training_slots(env)
@@ -45,7 +45,7 @@ def ensure_training_pool(airflow: str, env: dict[str, str] | None = None) -> int
 def main() -> None:
     from ops.local_airflow import airflow_executable
 
-    slots = ensure_training_pool(airflow_executable())
+    slots = ensure_pools(airflow_executable())
     print(f"pool {TRAINING_POOL}: {slots} slot(s), {threads_per_task()} thread(s) per task", file=sys.stderr)
 
 

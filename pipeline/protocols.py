@@ -105,16 +105,17 @@ def full_ranking_protocol(
             {"actual": val["rating"].to_numpy(), "predicted": np.asarray(pred, dtype=np.float64) * scale.max}
         )
     schedule = schedule_from(tuned)
-    train = _part(split, TRAIN, VAL)
+    train, test = _part(split, TRAIN, VAL), _part(split, TEST)
+    train_rows = ratings(train, scale)
     out: dict[str, Any] = {"val": val_metrics, "fit": _fit_summary(tuned), "schedule": schedule}
     if refit:
         refitted = Recommender(name, params, feats, device)
-        out["refit"] = _fit_summary(refitted.fit(ratings(train, scale), None, **schedule))
-        out["test"] = ranking_metrics(refitted, train, _part(split, TEST), scale)
+        out["refit"] = _fit_summary(refitted.fit(train_rows, None, **schedule))
+        out["test"] = ranking_metrics(refitted, train, test, scale)
     # the tuned model ranking from train, weights unchanged: the nightly job's test figures; in the
     # evaluation job they sit beside the refit's (docs/results.md compares the two)
-    model.rank_from(ratings(train, scale))
-    out["test_tuned" if refit else "test"] = ranking_metrics(model, train, _part(split, TEST), scale)
+    model.rank_from(train_rows)
+    out["test_tuned" if refit else "test"] = ranking_metrics(model, train, test, scale)
     out["test_from"] = TEST_FROM_REFIT if refit else TEST_FROM_TUNED
     return out, predictions
 

@@ -326,10 +326,9 @@ def _timings_section(facts: RunFacts) -> str:
     head = '<h2 id="timings">Seconds per task</h2>'
     if not facts.timings:
         return head + "\n<p class=missing>No task recorded its time.</p>"
-    total = sum(t["seconds"] for t in facts.timings) or 1.0
     rows = [
-        [_e(t["task"]), f"{t['seconds']:.1f}", _fmt(t.get("startup_s"), "{:.1f}"), f"{t['seconds'] / total:.1%}"]
-        for t in facts.timings
+        [_e(t["task"]), f"{t['seconds']:.1f}", _fmt(t.get("startup_s"), "{:.1f}"), f"{share:.1%}"]
+        for t, share in zip(facts.timings, timings.shares(facts.timings), strict=True)
     ]
     wall = timings.wall_s(facts.timings)
     note = (

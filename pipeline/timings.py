@@ -87,14 +87,19 @@ def wall_s(entries: list[dict[str, Any]]) -> float | None:
     return round(last - first.timestamp(), 1)
 
 
+def shares(entries: list[dict[str, Any]]) -> list[float]:
+    """Each task's share of the tasks' summed seconds (the log's table and the report's)."""
+    total = sum(e["seconds"] for e in entries) or 1.0
+    return [e["seconds"] / total for e in entries]
+
+
 def table(entries: list[dict[str, Any]]) -> str:
     """A plain-text table for the log: task, seconds, start-up seconds, share of the total."""
-    total = sum(e["seconds"] for e in entries) or 1.0
     width = max([len("task"), *(len(e["task"]) for e in entries)])
     lines = [f"{'task':<{width}}  {'seconds':>8}  {'start-up':>8}  {'share':>6}"]
-    for e in entries:
+    for e, share in zip(entries, shares(entries), strict=True):
         startup = "" if e.get("startup_s") is None else f"{e['startup_s']:.1f}"
-        lines.append(f"{e['task']:<{width}}  {e['seconds']:>8.1f}  {startup:>8}  {e['seconds'] / total:>6.1%}")
+        lines.append(f"{e['task']:<{width}}  {e['seconds']:>8.1f}  {startup:>8}  {share:>6.1%}")
     startups = sum(e.get("startup_s") or 0.0 for e in entries)
     lines.append(f"{'sum':<{width}}  {sum(e['seconds'] for e in entries):>8.1f}  {startups:>8.1f}")
     wall = wall_s(entries)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ops.pools import ensure_training_pool
+from ops.pools import ensure_pools
 
 
 @pytest.mark.integration
@@ -16,9 +16,9 @@ def test_pools_are_created_with_one_training_slot_per_four_cores_and_one_warehou
     airflow = str(Path(sys.executable).parent / "airflow")
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow"), "MOVIELENS_TRAINING_SLOTS": "3"}
     subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
-    assert ensure_training_pool(airflow, env) == 3
+    assert ensure_pools(airflow, env) == 3
     env["MOVIELENS_TRAINING_SLOTS"] = "2"
-    assert ensure_training_pool(airflow, env) == 2  # run again: resized, not duplicated
+    assert ensure_pools(airflow, env) == 2  # run again: resized, not duplicated
     listed = subprocess.run(
         [airflow, "pools", "list", "--output", "json"], env=env, check=True, capture_output=True, text=True
     )
