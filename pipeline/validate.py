@@ -27,6 +27,7 @@ import math
 import re
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -170,7 +171,12 @@ def validate_folder(
     in `report.staged`.
     """
     import great_expectations as gx  # here, not at import: 6 s that every other task would pay
+    from great_expectations.execution_engine import pandas_execution_engine
 
+    # GX fingerprints every pandas batch under 1 GB with hash_pandas_object (and
+    # none above). Nothing reads the fingerprint back here, and on text columns
+    # it cost a third of validating 25M ratings: switch it off for every size.
+    pandas_execution_engine.HASH_THRESHOLD = 0
     context = gx.get_context(mode="ephemeral")
     _quiet(context)
     if docs_dir is not None:
@@ -217,7 +223,7 @@ def validate_folder(
 def _validate_file(ctx: _Context, folder: Path, raw_file: RawFile) -> tuple[list[CheckResult], int | None]:
     path = str(folder / raw_file.name)
     try:
-        raw = read_raw(ctx.con, folder, raw_file)
+        raw = read_raw(ctx.con, folder, raw_file, hash_key=PARTITION_KEY.get(raw_file.kind))
     except RawReadError as exc:
         return [CheckResult(path, raw_file.kind, "file_is_readable", None, exc.reason, "critical", False)], None
     n_rows = raw.n_rows + len(raw.rejects)
@@ -234,10 +240,18 @@ def _validate_file(ctx: _Context, folder: Path, raw_file: RawFile) -> tuple[list
     n_parts = max(1, math.ceil(raw.n_rows / ctx.chunk_rows)) if key in raw.columns else 1
     merged: dict[tuple[str, int], CheckResult] = {}
     typed_parts: list[pd.DataFrame] = []
+    # GX checks a part on one core while a second thread (DuckDB and Polars let go
+    # of the GIL) reads the next part and writes the last one's typed rows.
+    io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="validate-io")
+    reader = ctx.con.cursor()
+    next_text = io.submit(raw.chunk, reader, key, 0, n_parts)
+    writes = []
     for part in range(n_parts):
         if n_parts > 1:
             log.info("%s: checking part %d of %d", raw.path.name, part + 1, n_parts)
-        text = raw.chunk(ctx.con, key, part, n_parts)
+        text = next_text.result()
+        if part + 1 < n_parts:
+            next_text = io.submit(raw.chunk, reader, key, part + 1, n_parts)
         bad: dict[int, str] = {}  # line -> first quarantine rule broken
         checks = _run_section(ctx, raw, text, suite, "lines", params, bad)
         if not any(r.blocking for r in checks):  # a wrong separator makes every value wrong: say it once
@@ -254,10 +268,14 @@ def _validate_file(ctx: _Context, folder: Path, raw_file: RawFile) -> tuple[list
             typed = typed.drop(index=[i for i in bad if i in typed.index])
             typed = typed.drop(columns=[c for c in typed.columns if c.startswith(UNKNOWN)])
             if ctx.staged_dir is not None:
-                _write_part(ctx.staged_dir / raw_file.kind, part, typed)
+                writes.append(io.submit(_write_part, ctx.staged_dir / raw_file.kind, part, typed))
             if ctx.staged_dir is None or raw_file.kind in IN_MEMORY:
                 typed_parts.append(typed)
         del text, typed
+    for write in writes:
+        write.result()
+    io.shutdown()
+    reader.close()
     file_checks = list(merged.values())
     for check in file_checks:  # the whole file's share of bad rows, not one part's
         n = check.element_count or n_rows
