@@ -327,18 +327,25 @@ def _timings_section(facts: RunFacts) -> str:
     if not facts.timings:
         return head + "\n<p class=missing>No task recorded its time.</p>"
     rows = [
-        [_e(t["task"]), f"{t['seconds']:.1f}", _fmt(t.get("startup_s"), "{:.1f}"), f"{share:.1%}"]
+        [
+            _e(t["task"]),
+            f"{t['seconds']:.1f}",
+            _fmt(t.get("startup_s"), "{:.1f}"),
+            f"{share:.1%}",
+            _fmt(t.get("peak_rss_mib"), "{:,}"),
+        ]
         for t, share in zip(facts.timings, timings.shares(facts.timings), strict=True)
     ]
     wall = timings.wall_s(facts.timings)
     note = (
         "<p>Start-up: from the task's process start to its stage (interpreter, Airflow's task runner, "
-        "imports); blank where the process had run a stage before (the CLI). "
+        "imports); blank where the process had run a stage before (the CLI). Peak: the task's largest "
+        "resident memory (its process's, imports included; for a later stage of one process, its own). "
         f"Sum of tasks {sum(t['seconds'] for t in facts.timings):.1f} s"
         + (f"; wall {wall:.1f} s from the first task's start to the last one's end" if wall is not None else "")
         + ". This page's own task (report) is in report.json and the log.</p>"
     )
-    return "\n".join([head, note, _table(["task", "seconds", "start-up s", "share"], rows)])
+    return "\n".join([head, note, _table(["task", "seconds", "start-up s", "share", "peak MiB"], rows)])
 
 
 def _forward_section(facts: RunFacts, out: Path) -> str:

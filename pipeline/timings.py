@@ -1,10 +1,11 @@
 """How long each task of a run took, kept in the run folder so the last task can show them all.
 
-Every stage records itself (`timed`) in timings/<task>.json: its own seconds
-and, for a process that ran nothing before it (an Airflow task), the seconds
-from the process's start to the stage's start (interpreter, Airflow's task
-runner, parsing the DAG file, imports). The report task prints the table at
-the end of the run's log, puts it in report.json and on the HTML page.
+Every stage records itself (`timed`) in timings/<task>.json: its own seconds,
+its peak resident memory and, for a process that ran nothing before it (an
+Airflow task), the seconds from the process's start to the stage's start
+(interpreter, Airflow's task runner, parsing the DAG file, imports). The
+report task prints the table at the end of the run's log, puts it in
+report.json and on the HTML page.
 """
 
 from __future__ import annotations
@@ -36,7 +37,36 @@ def process_age_s() -> float | None:
     return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
 
 
-def record(run_dir: str | Path, task: str, seconds: float, started: datetime, startup_s: float | None) -> None:
+def reset_peak_rss() -> bool:
+    """Start this process's peak-RSS count afresh (Linux: clear_refs), so a stage's peak is its own
+    even when an earlier stage ran in the same process (the CLI). False where that is not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def peak_rss_mib() -> float | None:
+    """This process's peak resident memory since the last reset (VmHWM), in MiB."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return None
+
+
+def record(
+    run_dir: str | Path,
+    task: str,
+    seconds: float,
+    started: datetime,
+    startup_s: float | None,
+    peak_mib: float | None = None,
+) -> None:
     folder = Path(run_dir) / TIMINGS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     entry = {
@@ -44,6 +74,7 @@ def record(run_dir: str | Path, task: str, seconds: float, started: datetime, st
         "seconds": round(seconds, 2),
         "startup_s": None if startup_s is None else round(startup_s, 2),
         "started": started.isoformat(),
+        "peak_rss_mib": None if peak_mib is None else round(peak_mib),
     }
     (folder / f"{task}.json").write_text(json.dumps(entry))
 
@@ -56,14 +87,18 @@ def timed(task_name: Callable[..., str] | None = None) -> Callable[[F], F]:
         @functools.wraps(stage)
         def run(run_dir: str, *args: Any, **kwargs: Any) -> Any:
             pid = os.getpid()
-            startup = None if pid in _STAGES_IN_PROCESS else process_age_s()
+            first = pid not in _STAGES_IN_PROCESS
+            startup = process_age_s() if first else None
             _STAGES_IN_PROCESS.add(pid)
+            # a later stage of one process has its peak only after a reset; the first one's includes imports
+            own_peak = reset_peak_rss() if not first else True
             started, t0 = datetime.now(UTC), time.perf_counter()
             try:
                 return stage(run_dir, *args, **kwargs)
             finally:
                 name = task_name(run_dir, *args, **kwargs) if task_name else stage.__name__
-                record(run_dir, name, time.perf_counter() - t0, started, startup)
+                peak = peak_rss_mib() if own_peak else None
+                record(run_dir, name, time.perf_counter() - t0, started, startup, peak)
 
         return run  # type: ignore[return-value]
 
@@ -75,6 +110,12 @@ def collect(run_dir: str | Path) -> list[dict[str, Any]]:
     folder = Path(run_dir) / TIMINGS_DIR
     entries = [json.loads(p.read_text()) for p in folder.glob("*.json")] if folder.is_dir() else []
     return sorted(entries, key=lambda e: e["started"])
+
+
+def max_peak_mib(entries: list[dict[str, Any]]) -> int | None:
+    """The largest task's peak resident memory (tasks run in their own processes under Airflow)."""
+    peaks = [e["peak_rss_mib"] for e in entries if e.get("peak_rss_mib") is not None]
+    return max(peaks) if peaks else None
 
 
 def wall_s(entries: list[dict[str, Any]]) -> float | None:
@@ -94,14 +135,17 @@ def shares(entries: list[dict[str, Any]]) -> list[float]:
 
 
 def table(entries: list[dict[str, Any]]) -> str:
-    """A plain-text table for the log: task, seconds, start-up seconds, share of the total."""
+    """A plain-text table for the log: task, seconds, start-up seconds, share of the total, peak memory."""
     width = max([len("task"), *(len(e["task"]) for e in entries)])
-    lines = [f"{'task':<{width}}  {'seconds':>8}  {'start-up':>8}  {'share':>6}"]
+    lines = [f"{'task':<{width}}  {'seconds':>8}  {'start-up':>8}  {'share':>6}  {'peak MiB':>8}"]
     for e, share in zip(entries, shares(entries), strict=True):
         startup = "" if e.get("startup_s") is None else f"{e['startup_s']:.1f}"
-        lines.append(f"{e['task']:<{width}}  {e['seconds']:>8.1f}  {startup:>8}  {share:>6.1%}")
+        peak = "" if e.get("peak_rss_mib") is None else f"{e['peak_rss_mib']:,}"
+        lines.append(f"{e['task']:<{width}}  {e['seconds']:>8.1f}  {startup:>8}  {share:>6.1%}  {peak:>8}")
     startups = sum(e.get("startup_s") or 0.0 for e in entries)
-    lines.append(f"{'sum':<{width}}  {sum(e['seconds'] for e in entries):>8.1f}  {startups:>8.1f}")
+    top = max_peak_mib(entries)
+    most = "" if top is None else f"{'':>6}  {top:>8,}"
+    lines.append(f"{'sum':<{width}}  {sum(e['seconds'] for e in entries):>8.1f}  {startups:>8.1f}  {most}".rstrip())
     wall = wall_s(entries)
     if wall is not None:
         lines.append(f"{'wall':<{width}}  {wall:>8.1f}  (first task's start to the last one's end)")

@@ -39,17 +39,48 @@ def test_a_failing_stage_still_records_its_time(tmp_path: Path) -> None:
 
 def test_the_table_lists_every_task_its_share_the_sum_and_the_wall_time() -> None:
     entries = [
-        {"task": "fetch", "seconds": 1.0, "startup_s": 3.5, "started": "2026-12-01T00:00:00+00:00"},
-        {"task": "train_model[sasrec]", "seconds": 3.0, "startup_s": None, "started": "2026-12-01T00:00:02+00:00"},
+        {
+            "task": "fetch",
+            "seconds": 1.0,
+            "startup_s": 3.5,
+            "started": "2026-12-01T00:00:00+00:00",
+            "peak_rss_mib": 410,
+        },
+        {
+            "task": "train_model[sasrec]",
+            "seconds": 3.0,
+            "startup_s": None,
+            "started": "2026-12-01T00:00:02+00:00",
+            "peak_rss_mib": 2048,
+        },
     ]
     text = timings.table(entries)
     lines = text.splitlines()
-    assert lines[1].split() == ["fetch", "1.0", "3.5", "25.0%"]
-    assert lines[2].split() == ["train_model[sasrec]", "3.0", "75.0%"]
-    assert lines[3].split() == ["sum", "4.0", "3.5"]
+    assert lines[1].split() == ["fetch", "1.0", "3.5", "25.0%", "410"]
+    assert lines[2].split() == ["train_model[sasrec]", "3.0", "75.0%", "2,048"]
+    assert lines[3].split() == ["sum", "4.0", "3.5", "2,048"]  # the largest task's peak
     assert timings.wall_s(entries) == 5.0 and lines[4].split()[:2] == ["wall", "5.0"]
 
 
 def test_process_age_is_positive_and_below_the_time_this_test_took_to_start() -> None:
     age = timings.process_age_s()
     assert age is None or 0 < age < 24 * 3600
+
+
+@pytest.mark.skipif(not timings.reset_peak_rss(), reason="needs Linux /proc/self/clear_refs")
+def test_each_stage_of_one_process_records_its_own_peak_memory(tmp_path: Path) -> None:
+    @timings.timed()
+    def features(run_dir: str) -> str:
+        block = bytearray(400 * 2**20)  # touched: zero-filled pages count once written
+        block[::4096] = b"x" * len(block[::4096])
+        return run_dir
+
+    @timings.timed()
+    def split(run_dir: str) -> str:
+        return run_dir
+
+    features(str(tmp_path))
+    split(str(tmp_path))
+    peaks = {e["task"]: e["peak_rss_mib"] for e in timings.collect(tmp_path)}
+    # split ran after features had freed its 400 MiB: its peak is its own, not the process's
+    assert peaks["features"] >= peaks["split"] + 350
