@@ -170,8 +170,6 @@ def skip_reason(name: str, feats: Features) -> str | None:
     s = spec(name)
     if "tags" in s.needs and not feats.has_tags:
         return "the dataset has no tags (no tags file, or no tag on any rated movie)"
-    if name == "ease" and len(feats.movie_ids) > hyper_parameters(name)["max_movies"]:
-        return f"{len(feats.movie_ids):,} movies is more than EASE's max_movies (a dense movies x movies inverse)"
     return None
 
 
@@ -318,7 +316,7 @@ class Recommender:
         x = interactions(train.users, train.movies, self.n_users, self.n_movies)
         if self.name == "most_popular":
             return MostPopular().fit(x)
-        return EASE(float(self.params["lam"])).fit(x)
+        return EASE(float(self.params["lam"]), int(self.params["max_movies"])).fit(x)
 
     def rank_from(self, history: Ratings) -> None:
         """Rank from `history` from now on, weights unchanged: the models that score a user from
@@ -366,11 +364,8 @@ class Recommender:
         head = self.ranking_head
         if not self.module.hidden_per_pair:
             return self.module.score_matrix(users, None, head, out=out)
-        step = max(1, PAIRS_PER_BATCH.get(self.device.type, 1 << 15) // max(self.n_movies, 1))
-        parts = [self.module.score_matrix(users[i : i + step], None, head) for i in range(0, len(users), step)]
-        if len(parts) == 1:
-            return parts[0]
-        return torch.cat(parts) if parts else torch.empty((0, self.n_movies), device=self.device)
+        budget = PAIRS_PER_BATCH.get(self.device.type, 1 << 15)
+        return self.module.score_matrix(users, None, head, out=out, pairs_per_block=budget)
 
     def score_candidates(self, users: torch.Tensor, movies: torch.Tensor) -> torch.Tensor:
         """[B, K] scores of each user's own candidates (movies [B, K]), in pair-budget chunks."""
@@ -379,11 +374,10 @@ class Recommender:
         self.module.eval()
         step = max(1, PAIRS_PER_BATCH.get(self.device.type, 1 << 15) // max(movies.shape[1], 1))
         head = self.ranking_head
-        parts = [
-            self.module.score_candidates(users[i : i + step], movies[i : i + step], head)
-            for i in range(0, len(users), step)
-        ]
-        return torch.cat(parts) if parts else torch.empty(movies.shape, device=self.device)
+        out = torch.empty(movies.shape, device=self.device)  # filled in place: see PairMLP.score_matrix
+        for i in range(0, len(users), step):
+            out[i : i + step] = self.module.score_candidates(users[i : i + step], movies[i : i + step], head)
+        return out
 
     @property
     def ranking_head(self) -> str:

@@ -27,6 +27,40 @@ def test_ease_learns_item_to_item_structure_and_never_scores_an_item_by_itself()
     assert scores[1] > max(scores[2], scores[3])  # movie 1, from the same group, comes first
 
 
+def test_ease_over_its_max_movies_learns_the_most_rated_and_never_recommends_the_rest() -> None:
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, 300, 4000)
+    movies = np.minimum(rng.zipf(1.5, 4000) - 1, 59)  # movie 0 the most rated, then 1, ...
+    x = interactions(users, movies, 300, 60)
+    capped = EASE(lam=10.0, max_movies=20).fit(x)
+    counts = np.asarray(x.sum(axis=0)).ravel()
+    assert capped.weights.shape == (20, 20)
+    assert set(capped.movies) == set(np.argsort(-counts, kind="stable")[:20])
+    scores = capped.scores(np.arange(300))
+    outside = np.setdiff1d(np.arange(60), capped.movies)
+    assert np.isneginf(scores[:, outside]).all() and np.isfinite(scores[:, capped.movies]).all()
+    # its weights are EASE's closed form on those columns alone: the same as fitting them directly
+    direct = EASE(lam=10.0).fit(x[:, capped.movies].tocsr())
+    np.testing.assert_allclose(capped.weights, direct.weights, rtol=1e-4, atol=1e-6)
+    # reasons name a history movie EASE learnt over, in the catalogue's own indices
+    top = np.argsort(-scores[:5], axis=1)[:, :3]
+    strongest = capped.strongest(np.arange(5), top)
+    assert np.isin(strongest[strongest >= 0], capped.movies).all()
+
+
+def test_ease_builds_the_same_weights_block_by_block_as_in_one_piece() -> None:
+    from pipeline.models import baselines
+
+    rng = np.random.default_rng(1)
+    x = interactions(rng.integers(0, 200, 3000), rng.integers(0, 70, 3000), 200, 70)
+    gram = baselines._dense_gram(x.tocsc(), block=16)
+    np.testing.assert_allclose(gram, (x.T @ x).toarray())
+    lower = np.tril(rng.random((70, 70)).astype(np.float32))
+    sym = lower.copy()
+    baselines._symmetric_from_lower(sym, block=16)
+    np.testing.assert_array_equal(sym, np.tril(lower) + np.tril(lower, -1).T)
+
+
 def _ml1m_protocol_b() -> tuple:
     ratings = shared_ratings("ml-1m-users-1-2999")
     split = temporal_split(ratings)
