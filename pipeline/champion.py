@@ -128,7 +128,8 @@ def record_model_runs(
 ) -> None:
     """One model_runs row per model and protocol (and one per skipped model), replacing the run's rows;
     is_champion marks the model that ranks the published lists, is_rater the one that rates them;
-    `job` says which job wrote them, `test_from` where protocol B's test figures come from."""
+    `job` says which job wrote them, `test_from` where protocol B's test figures come from,
+    `eval_sample_users` how many users protocol B ranked where it drew a sample (NULL: all)."""
     now = datetime.now(UTC).replace(tzinfo=None)
     logical = datetime.fromisoformat(cfg.logical_date).replace(tzinfo=None)
     rows = []
@@ -136,7 +137,11 @@ def record_model_runs(
         base = (cfg.run_id, logical, dataset, r["model"], json.dumps(r.get("params", {}), default=str))
         if "skipped" in r:
             rows.append(
-                (*base, json.dumps({"skipped": r["skipped"]}), None, 0.0, False, now, "skipped", False, cfg.job, None)
+                (
+                    *base,
+                    json.dumps({"skipped": r["skipped"]}),
+                    *(None, 0.0, False, now, "skipped", False, cfg.job, None, None),
+                )
             )
             continue
         for protocol in ("notebook", "full_ranking"):
@@ -144,13 +149,14 @@ def record_model_runs(
                 metrics = {k: v for k, v in r[protocol].items() if k != "schedule"}
                 chosen = (r["model"] == champion, now, protocol, r["model"] == rater, cfg.job)
                 test_from = r[protocol].get("test_from") if protocol == "full_ranking" else None
-                rows.append((*base, json.dumps(metrics), r["device"], r["seconds"], *chosen, test_from))
+                sample = r[protocol].get("eval_sample_users") if protocol == "full_ranking" else None
+                rows.append((*base, json.dumps(metrics), r["device"], r["seconds"], *chosen, test_from, sample))
     with transaction(con):
         con.execute("DELETE FROM model_runs WHERE run_id = ?", [cfg.run_id])
         con.executemany(
             "INSERT INTO model_runs (run_id, logical_date, dataset, model, params, metrics, device, seconds, "
-            "is_champion, created_at, protocol, is_rater, job, test_from) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "is_champion, created_at, protocol, is_rater, job, test_from, eval_sample_users) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
 

@@ -131,6 +131,9 @@ class RunConfig:
     job: str = NIGHTLY
     # protocol A is for comparison with the notebooks: the evaluation job runs it, the nightly one not
     notebook_protocol: bool = False
+    # protocol B ranks at most this many users per split, drawn with a fixed seed (0: all);
+    # model_runs.eval_sample_users records it where a split had more
+    eval_max_users: int = 20_000
     # "<protocol>.<split>.<metric>" from the models' metrics; higher is better
     champion_metric: str = "full_ranking.val.ndcg@10"
     # a champion worse than the last published one by more than this is not published

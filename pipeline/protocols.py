@@ -88,15 +88,16 @@ def full_ranking_protocol(
     device: torch.device,
     checkpoint: Path | None = None,
     refit: bool = True,
+    max_users: int | None = None,
 ) -> tuple[dict[str, Any], pl.DataFrame | None]:
     """Protocol B: val metrics of the tuned model; test metrics of its refit on train (`refit`), or
     of the tuned model itself ranking from the train history (the nightly job's, no extra fit).
     Also the validation ratings beside the tuned model's predictions in stars, for the report's
-    plots (None for a model that predicts no ratings)."""
+    plots (None for a model that predicts no ratings). `max_users`: see ranking_metrics."""
     inner, val = _part(split, TRAIN), _part(split, VAL)
     model = Recommender(name, params, feats, device)
     tuned = model.fit(ratings(inner, scale), ratings(val, scale), checkpoint=checkpoint)
-    val_metrics = ranking_metrics(model, inner, val, scale)
+    val_metrics = ranking_metrics(model, inner, val, scale, max_users)
     predictions = None
     if model.spec.predicts_ratings:  # the run's rating predictor is the lowest validation RMSE (run.evaluate)
         pred = model.predict(val["user_idx"].to_numpy(), val["movie_idx"].to_numpy())
@@ -111,12 +112,14 @@ def full_ranking_protocol(
     if refit:
         refitted = Recommender(name, params, feats, device)
         out["refit"] = _fit_summary(refitted.fit(train_rows, None, **schedule))
-        out["test"] = ranking_metrics(refitted, train, test, scale)
+        out["test"] = ranking_metrics(refitted, train, test, scale, max_users)
     # the tuned model ranking from train, weights unchanged: the nightly job's test figures; in the
     # evaluation job they sit beside the refit's (docs/results.md compares the two)
     model.rank_from(train_rows)
-    out["test_tuned" if refit else "test"] = ranking_metrics(model, train, test, scale)
+    out["test_tuned" if refit else "test"] = ranking_metrics(model, train, test, scale, max_users)
     out["test_from"] = TEST_FROM_REFIT if refit else TEST_FROM_TUNED
+    sampled = any("users_sampled_from" in m for m in (out["val"], out["test"]))
+    out["eval_sample_users"] = max_users if sampled else None
     return out, predictions
 
 
@@ -167,8 +170,11 @@ def _finite(value: float) -> float | None:
     return value if np.isfinite(value) else None
 
 
-def ranking_metrics(model: Recommender, train: pl.DataFrame, test: pl.DataFrame, scale: RatingScale) -> dict[str, Any]:
-    """Full-ranking metrics of `test` rows against everything unseen in `train`."""
+def ranking_metrics(
+    model: Recommender, train: pl.DataFrame, test: pl.DataFrame, scale: RatingScale, max_users: int | None = None
+) -> dict[str, Any]:
+    """Full-ranking metrics of `test` rows against everything unseen in `train`; with `max_users`,
+    over at most that many users, drawn with a fixed seed (evaluate.full_ranking_metrics)."""
     seen = interactions(train["user_idx"].to_numpy(), train["movie_idx"].to_numpy(), model.n_users, model.n_movies)
     known = np.zeros(model.n_movies, dtype=bool)
     known[train["movie_idx"].unique().to_numpy()] = True
@@ -180,6 +186,7 @@ def ranking_metrics(model: Recommender, train: pl.DataFrame, test: pl.DataFrame,
         kept["movie_idx"].to_numpy(),
         kept["rating"].to_numpy(),
         scale.like_threshold,
+        max_users=max_users,
     )
     metrics["test_rows_without_train_movie"] = len(test) - len(kept)
     return metrics

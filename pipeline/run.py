@@ -315,7 +315,15 @@ def train_model(run_dir: str, name: str) -> str:
     log.info("%s: protocol B (full ranking; test figures from the %s)", name, "refit" if refit else "tuned model")
     split_b = pl.read_parquet(Path(run_dir) / "temporal.parquet")
     result[FULL_RANKING], val_predictions = full_ranking_protocol(
-        name, params, feats, split_b, layout.scale, device, checkpoint=out / "checkpoint.pt", refit=refit
+        name,
+        params,
+        feats,
+        split_b,
+        layout.scale,
+        device,
+        checkpoint=out / "checkpoint.pt",
+        refit=refit,
+        max_users=cfg.eval_max_users or None,
     )
     if predictions is None and val_predictions is not None:  # a nightly run's plots: B's validation ratings
         predictions, predictions_from = val_predictions, "protocol B validation"

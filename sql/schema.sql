@@ -136,3 +136,6 @@ ALTER TABLE published_runs ADD COLUMN IF NOT EXISTS rating_model VARCHAR;
 -- figures come from ("tuned model on test" nightly, "refit on train" in the evaluation job).
 ALTER TABLE model_runs ADD COLUMN IF NOT EXISTS job VARCHAR;
 ALTER TABLE model_runs ADD COLUMN IF NOT EXISTS test_from VARCHAR;
+-- Added by the 25M-scale work (issue 19): protocol B ranks at most RunConfig.eval_max_users
+-- users per split, drawn with a fixed seed; the sample's size where it drew one (NULL: every user).
+ALTER TABLE model_runs ADD COLUMN IF NOT EXISTS eval_sample_users INTEGER;

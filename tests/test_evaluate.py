@@ -72,3 +72,32 @@ def test_metrics_of_an_empty_test_split_are_none_not_an_error() -> None:
         "users_ranked": 0,
     }
     assert set(rating_metrics(empty, empty, 5.0).values()) == {None}
+
+
+def test_full_ranking_ranks_a_fixed_seed_sample_of_users_when_capped_and_says_so() -> None:
+    import scipy.sparse as sp
+
+    from pipeline.evaluate import full_ranking_metrics
+
+    rng = np.random.default_rng(3)
+    n_users, n_movies = 500, 40
+    train = sp.random(n_users, n_movies, density=0.2, format="csr", random_state=3, dtype=np.float32)
+    train.data[:] = 1.0
+    scores = rng.random((n_users, n_movies)).astype(np.float32)
+    test_users = np.arange(n_users)
+    test_movies = rng.integers(0, n_movies, n_users)
+    asked: list[np.ndarray] = []
+
+    def scorer(users: np.ndarray) -> np.ndarray:
+        asked.append(users)
+        return scores[users]
+
+    args = (train, test_users, test_movies, np.full(n_users, 5.0), 4.0)
+    full = full_ranking_metrics(lambda users: scores[users], *args)
+    capped = full_ranking_metrics(scorer, *args, max_users=100)
+    again = full_ranking_metrics(lambda users: scores[users], *args, max_users=100)
+    ranked = np.concatenate(asked)
+    assert capped["users_evaluated"] == len(ranked) == len(np.unique(ranked)) == 100  # only the sample is scored
+    assert capped["users_sampled_from"] == full["users_evaluated"] > 100 and "users_sampled_from" not in full
+    assert capped == again  # the same seed draws the same users
+    assert capped["ndcg@10"] != full["ndcg@10"] and 0 < capped["ndcg@10"] < 1

@@ -49,3 +49,14 @@ def test_tuned_ease_on_test_ranks_from_train_with_the_weights_of_train_inner(spl
         if u < 10:
             x[u, m] = 1.0
     np.testing.assert_allclose(model.scores(users), x @ weights, rtol=1e-5, atol=1e-5)
+
+
+def test_protocol_b_over_a_user_cap_ranks_a_sample_and_records_its_size(split) -> None:
+    params = registry.hyper_parameters("ease")
+    everyone, _ = full_ranking_protocol("ease", params, features(), split, WHOLE_STARS, CPU, refit=False)
+    sampled, _ = full_ranking_protocol("ease", params, features(), split, WHOLE_STARS, CPU, refit=False, max_users=10)
+    assert everyone["eval_sample_users"] is None and "users_sampled_from" not in everyone["val"]
+    assert sampled["eval_sample_users"] == 10  # what model_runs.eval_sample_users records
+    for part in ("val", "test"):
+        assert sampled[part]["users_evaluated"] == 10
+        assert sampled[part]["users_sampled_from"] == everyone[part]["users_evaluated"] > 10

@@ -1,0 +1,94 @@
+"""Peak memory of each model's train_model task on a dataset with many users and many movies.
+
+Memory must be set by block sizes, not by users x movies (issue 19). This
+prepares one nightly run folder on a structured synthetic dataset (default
+20,000 users x 12,000 movies, 2M ratings, from bench/make_ml25m_like.py
+--structured), runs the job's own stages up to the split, then runs
+`run.train_model` for each model in a fresh process, as an Airflow task does,
+and prints that task's wall seconds and its peak resident memory (the
+timings module's per-task peak, VmHWM) beside its validation NDCG@10.
+Baseline in the same run: the split stage's peak, which holds every rating.
+
+    python bench/train_memory.py                       # the nightly model set, 2 epochs each
+    python bench/train_memory.py --models neumf_features --max-epochs 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+TARGET_MIB = 3 * 1024
+
+
+def _child(code: str, env: dict[str, str]) -> None:
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"child failed:\n{done.stderr[-4000:]}")
+
+
+def main() -> None:
+    from pipeline.config import NIGHTLY_MODELS
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=ROOT / "var" / "bench" / "synth-20000x12000")
+    parser.add_argument("--users", type=int, default=20_000)
+    parser.add_argument("--movies", type=int, default=12_000)
+    parser.add_argument("--ratings", type=int, default=2_000_000)
+    parser.add_argument("--models", default=",".join(NIGHTLY_MODELS))
+    parser.add_argument("--max-epochs", type=int, default=2, help="peaks come in the first epoch and evaluation")
+    args = parser.parse_args()
+    if not (args.data / "ratings.csv").exists():
+        from bench.make_ml25m_like import write_structured
+
+        write_structured(args.data, args.ratings, args.users, args.movies)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    with tempfile.TemporaryDirectory(prefix="train-memory-") as work:
+        env = {**os.environ, "MOVIELENS_VAR_DIR": work, "MOVIELENS_TRAINING_SLOTS": "1"}
+        code = (
+            "from datetime import UTC, datetime; from pathlib import Path; from pipeline import logs, run; "
+            "logs.setup(); "
+            f"d = run.prepare('bench-memory', datetime.now(UTC), {str(args.data)!r}, Path({work!r}) / 'wh.duckdb', "
+            f"max_epochs={args.max_epochs}, models={models!r}); "
+            "[getattr(run, s)(d) for s in ('fetch', 'validate', 'load', 'features', 'split')]; "
+            f"Path({work!r}, 'run_dir').write_text(d)"
+        )
+        started = time.perf_counter()
+        _child(code, env)
+        run_dir = Path(work, "run_dir").read_text()
+        print(f"prepared {run_dir} in {time.perf_counter() - started:.0f}s", flush=True)
+        for name in models:
+            _child(f"from pipeline import logs, run; logs.setup(); run.train_model({run_dir!r}, {name!r})", env)
+        entries = {e["task"]: e for e in _timings(run_dir)}
+        base = entries["split"]["peak_rss_mib"]
+        print(f"\n{args.data.name}: train_model, max_epochs={args.max_epochs} (target: peak <= {TARGET_MIB:,} MiB)")
+        print(f"{'task':<30} {'seconds':>8} {'peak MiB':>9} {'x split':>8} {'val NDCG@10':>12}")
+        print(f"{'split (baseline)':<30} {entries['split']['seconds']:>8.1f} {base:>9,} {1.0:>8.2f}")
+        for name in models:
+            e = entries[f"train_model[{name}]"]
+            metrics = json.loads((Path(run_dir) / "models" / name / "metrics.json").read_text())
+            ndcg = metrics.get("full_ranking", {}).get("val", {}).get("ndcg@10")
+            flag = "" if e["peak_rss_mib"] <= TARGET_MIB else "  OVER"
+            print(
+                f"{e['task']:<30} {e['seconds']:>8.1f} {e['peak_rss_mib']:>9,} {e['peak_rss_mib'] / base:>8.2f} "
+                f"{ndcg if ndcg is None else format(ndcg, '.4f'):>12}{flag}"
+            )
+
+
+def _timings(run_dir: str) -> list[dict]:
+    from pipeline import timings
+
+    return timings.collect(run_dir)
+
+
+if __name__ == "__main__":
+    main()
