@@ -112,7 +112,8 @@ def render(run_dir: Path, command_s: float, show_user_s: float | None) -> str:
             f"| {test.get('users_evaluated', '–')} |"
         )
     lines.append("")
-    lines.append(f"Champion: {report.get('champion')}")
+    champion = report.get("champion") or {}
+    lines.append(f"Champion: {champion.get('message', champion) if isinstance(champion, dict) else champion}")
     return "\n".join(lines)
 
 
