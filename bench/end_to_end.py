@@ -78,20 +78,26 @@ def show_user(scratch: Path) -> tuple[float, int]:
     return time.perf_counter() - started, done.returncode
 
 
-def render(run_dir: Path, command_s: float, show_user_s: float | None) -> str:
+def render(run_dir: Path, command_s: float | None, show_user_s: float | None) -> str:
     report = json.loads((run_dir / "report.json").read_text())
     tasks = report["timings"]["tasks"]
-    lines = ["| task | seconds | peak RSS (MiB) |", "|---|---:|---:|"]
+    lines = ["| task | seconds | peak RSS (MiB) | resident at its start (MiB) |", "|---|---:|---:|---:|"]
+
+    def mib(value: int | None) -> str:
+        return "–" if value is None else f"{value:,}"
+
     for t in tasks:
-        peak = "–" if t.get("peak_rss_mib") is None else f"{t['peak_rss_mib']:,}"
-        lines.append(f"| {t['task']} | {t['seconds']:.1f} | {peak} |")
+        lines.append(
+            f"| {t['task']} | {t['seconds']:.1f} | {mib(t.get('peak_rss_mib'))} | {mib(t.get('start_rss_mib'))} |"
+        )
     peaks = [t["peak_rss_mib"] for t in tasks if t.get("peak_rss_mib") is not None]
     total = sum(t["seconds"] for t in tasks)
-    lines.append(f"| **sum of tasks** | **{total:.0f}** | **max {max(peaks):,}** |")
-    lines.append(f"| DAG wall (first task's start to last one's end) | {report['timings']['wall_s']:.0f} | |")
-    lines.append(f"| `airflow dags test`, start to exit | {command_s:.0f} | |")
+    lines.append(f"| **sum of tasks** | **{total:.0f}** | **max {max(peaks):,}** | |")
+    lines.append(f"| DAG wall (first task's start to last one's end) | {report['timings']['wall_s']:.0f} | | |")
+    if command_s is not None:
+        lines.append(f"| `airflow dags test`, start to exit | {command_s:.0f} | | |")
     if show_user_s is not None:
-        lines.append(f"| `show-user` (one user, after the run) | {show_user_s:.1f} | |")
+        lines.append(f"| `show-user` (one user, after the run) | {show_user_s:.1f} | | |")
     over = [t["task"] for t in tasks if (t.get("peak_rss_mib") or 0) > LIMIT_MIB]
     lines.append("")
     lines.append(
@@ -126,7 +132,11 @@ def main() -> None:
     parser.add_argument("--models", default="", help="comma-separated; empty: the nightly default set")
     parser.add_argument("--max-epochs", type=int, default=None)
     parser.add_argument("--scratch", type=Path, default=ROOT / "var" / "bench" / "end-to-end")
+    parser.add_argument("--render", type=Path, metavar="RUN_DIR", help="only print the tables of a finished run")
     args = parser.parse_args()
+    if args.render:
+        print(render(args.render, None, None))
+        return
     data = args.data or ROOT / "var" / "bench" / f"structured-{args.ratings}"
     if not (data / "ratings.csv").exists():
         from bench.make_ml25m_like import write_structured

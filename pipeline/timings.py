@@ -49,12 +49,21 @@ def reset_peak_rss() -> bool:
 
 def peak_rss_mib() -> float | None:
     """This process's peak resident memory since the last reset (VmHWM), in MiB."""
+    return _status_mib("VmHWM")
+
+
+def rss_mib() -> float | None:
+    """This process's resident memory now (VmRSS), in MiB."""
+    return _status_mib("VmRSS")
+
+
+def _status_mib(field: str) -> float | None:
     try:
         status = Path("/proc/self/status").read_text()
     except OSError:
         return None
     for line in status.splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return None
 
@@ -66,6 +75,7 @@ def record(
     started: datetime,
     startup_s: float | None,
     peak_mib: float | None = None,
+    start_mib: float | None = None,
 ) -> None:
     folder = Path(run_dir) / TIMINGS_DIR
     folder.mkdir(parents=True, exist_ok=True)
@@ -75,6 +85,9 @@ def record(
         "startup_s": None if startup_s is None else round(startup_s, 2),
         "started": started.isoformat(),
         "peak_rss_mib": None if peak_mib is None else round(peak_mib),
+        # resident when the stage began: in a process that ran stages before (the CLI, `airflow dags
+        # test`) what they left behind, part of the peak; a task in its own process starts small
+        "start_rss_mib": None if start_mib is None else round(start_mib),
     }
     (folder / f"{task}.json").write_text(json.dumps(entry))
 
@@ -92,13 +105,14 @@ def timed(task_name: Callable[..., str] | None = None) -> Callable[[F], F]:
             _STAGES_IN_PROCESS.add(pid)
             # a later stage of one process has its peak only after a reset; the first one's includes imports
             own_peak = reset_peak_rss() if not first else True
+            start_mib = rss_mib()
             started, t0 = datetime.now(UTC), time.perf_counter()
             try:
                 return stage(run_dir, *args, **kwargs)
             finally:
                 name = task_name(run_dir, *args, **kwargs) if task_name else stage.__name__
                 peak = peak_rss_mib() if own_peak else None
-                record(run_dir, name, time.perf_counter() - t0, started, startup, peak)
+                record(run_dir, name, time.perf_counter() - t0, started, startup, peak, start_mib)
 
         return run  # type: ignore[return-value]
 

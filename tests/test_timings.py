@@ -81,6 +81,10 @@ def test_each_stage_of_one_process_records_its_own_peak_memory(tmp_path: Path) -
 
     features(str(tmp_path))
     split(str(tmp_path))
-    peaks = {e["task"]: e["peak_rss_mib"] for e in timings.collect(tmp_path)}
+    entries = {e["task"]: e for e in timings.collect(tmp_path)}
+    peaks = {task: e["peak_rss_mib"] for task, e in entries.items()}
     # split ran after features had freed its 400 MiB: its peak is its own, not the process's
     assert peaks["features"] >= peaks["split"] + 350
+    # what each stage found resident when it began, part of its peak
+    assert 0 < entries["features"]["start_rss_mib"] <= peaks["features"] - 350
+    assert 0 < entries["split"]["start_rss_mib"] <= peaks["split"]
