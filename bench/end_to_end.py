@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -29,6 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from ops.local_airflow import dags_test_environment  # noqa: E402
+
 LIMIT_MIB = 8 * 1024
 
 
@@ -36,14 +37,7 @@ def run_dag(data: Path, scratch: Path, models: list[str] | None, max_epochs: int
     """The nightly DAG once; its run folder and the command's wall seconds."""
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": os.environ.get("AIRFLOW_HOME", str(ROOT / ".airflow")),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "MOVIELENS_VAR_DIR": str(scratch),
-        "MOVIELENS_WAREHOUSE": str(scratch / "warehouse.duckdb"),
-    }
+    env = dags_test_environment(scratch)
     conf: dict = {"dataset": str(data.resolve())}
     if models:
         conf["models"] = models

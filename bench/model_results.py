@@ -30,6 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from ops.local_airflow import dags_test_environment  # noqa: E402
 from pipeline import logs  # noqa: E402
 from pipeline.champion import FULL_RANKING_COLUMNS as B_COLUMNS  # noqa: E402
 from pipeline.champion import NOTEBOOK_COLUMNS as A_COLUMNS  # noqa: E402
@@ -46,14 +47,7 @@ def evaluate_dataset(name: str, device: str, models: list[str], scratch: Path, m
     """The evaluation DAG once on one shared dataset; every model's metrics, the champion, the timings."""
     var = scratch / name
     shutil.rmtree(var, ignore_errors=True)
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": os.environ.get("AIRFLOW_HOME", str(PROJECT_ROOT / ".airflow")),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "MOVIELENS_VAR_DIR": str(var),
-        "MOVIELENS_WAREHOUSE": str(var / "warehouse.duckdb"),
-    }
+    env = dags_test_environment(var)
     conf = {"dataset": str(SHARED / name), "models": models, "device": device, "max_epochs": max_epochs}
     airflow = str(Path(sys.executable).parent / "airflow")
     started = time.perf_counter()

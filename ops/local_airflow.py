@@ -85,6 +85,21 @@ def environment(port: int, parallelism: int) -> dict[str, str]:
     }
 
 
+def dags_test_environment(var: Path) -> dict[str, str]:
+    """For `airflow dags test` from a bench: the project's Airflow and DAGs, a run folder and
+    warehouse of its own under `var` (what the Makefile sets, plus the scratch paths)."""
+    from pipeline.config import PROJECT_ROOT
+
+    return {
+        **os.environ,
+        "AIRFLOW_HOME": os.environ.get("AIRFLOW_HOME", str(PROJECT_ROOT / ".airflow")),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "MOVIELENS_VAR_DIR": str(var),
+        "MOVIELENS_WAREHOUSE": str(var / "warehouse.duckdb"),
+    }
+
+
 def _healthy(url: str) -> bool:
     """The api-server answers and reports a healthy scheduler (what runs our tasks)."""
     try:
