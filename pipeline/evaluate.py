@@ -76,6 +76,9 @@ def rerank_metrics(
     }
 
 
+EVAL_ELEMENTS = 1 << 25  # scores per evaluation batch (128 MB as float32)
+
+
 def full_ranking_metrics(
     scores: Callable[[np.ndarray], np.ndarray],
     train: sp.csr_matrix,
@@ -84,7 +87,7 @@ def full_ranking_metrics(
     test_ratings: np.ndarray,
     relevant_at: float,
     ks: tuple[int, ...] = (10, 20),
-    batch: int = 2048,
+    batch: int | None = None,
     max_users: int | None = None,
     seed: int = 0,
 ) -> dict[str, float]:
@@ -110,6 +113,10 @@ def full_ranking_metrics(
     truth.data[:] = 1.0
     n_relevant = np.asarray(truth.sum(axis=1)).ravel()
     users = np.flatnonzero(n_relevant > 0)
+    # users per batch: a [batch, n_movies] score matrix is copied and partitioned (int64 indices):
+    # about 4 such matrices at once, so the batch shrinks on big catalogues (2,048 users x 62,000
+    # movies held 2.5 GB)
+    batch = batch or min(2048, max(64, EVAL_ELEMENTS // max(n_movies, 1)))
     population = len(users)
     if max_users is not None and population > max_users:
         users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))

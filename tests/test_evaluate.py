@@ -101,3 +101,17 @@ def test_full_ranking_ranks_a_fixed_seed_sample_of_users_when_capped_and_says_so
     assert capped["users_sampled_from"] == full["users_evaluated"] > 100 and "users_sampled_from" not in full
     assert capped == again  # the same seed draws the same users
     assert capped["ndcg@10"] != full["ndcg@10"] and 0 < capped["ndcg@10"] < 1
+
+
+def test_full_ranking_metrics_do_not_depend_on_the_batch_of_users() -> None:
+    import scipy.sparse as sp
+
+    from pipeline.evaluate import full_ranking_metrics
+
+    rng = np.random.default_rng(5)
+    train = sp.random(300, 50, density=0.2, format="csr", random_state=5, dtype=np.float32)
+    scores = rng.random((300, 50)).astype(np.float32)
+    args = (train, np.arange(300), rng.integers(0, 50, 300), np.full(300, 5.0), 4.0)
+    default = full_ranking_metrics(lambda users: scores[users], *args)  # one batch: 50 movies is a small catalogue
+    for batch in (7, 64):
+        assert full_ranking_metrics(lambda users: scores[users], *args, batch=batch) == pytest.approx(default)
