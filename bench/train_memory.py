@@ -68,7 +68,9 @@ def main() -> None:
         print(f"prepared {run_dir} in {time.perf_counter() - started:.0f}s", flush=True)
         for name in models:
             _child(f"from pipeline import logs, run; logs.setup(); run.train_model({run_dir!r}, {name!r})", env)
-        entries = {e["task"]: e for e in _timings(run_dir)}
+        from pipeline import timings
+
+        entries = {e["task"]: e for e in timings.collect(run_dir)}
         base = entries["split"]["peak_rss_mib"]
         print(f"\n{args.data.name}: train_model, max_epochs={args.max_epochs} (target: peak <= {TARGET_MIB:,} MiB)")
         print(f"{'task':<30} {'seconds':>8} {'peak MiB':>9} {'x split':>8} {'val NDCG@10':>12}")
@@ -82,12 +84,6 @@ def main() -> None:
                 f"{e['task']:<30} {e['seconds']:>8.1f} {e['peak_rss_mib']:>9,} {e['peak_rss_mib'] / base:>8.2f} "
                 f"{ndcg if ndcg is None else format(ndcg, '.4f'):>12}{flag}"
             )
-
-
-def _timings(run_dir: str) -> list[dict]:
-    from pipeline import timings
-
-    return timings.collect(run_dir)
 
 
 if __name__ == "__main__":

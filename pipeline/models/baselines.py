@@ -58,8 +58,8 @@ class EASE:
     movies: np.ndarray | None = None  # the columns EASE learns over (None: all)
 
     def fit(self, x: sp.csr_matrix) -> EASE:
-        counts = np.asarray(x.sum(axis=0)).ravel()
         if self.max_movies is not None and x.shape[1] > self.max_movies:
+            counts = np.asarray(x.sum(axis=0)).ravel()
             self.movies = np.sort(np.argsort(-counts, kind="stable")[: self.max_movies])
         else:
             self.movies = None
