@@ -98,6 +98,11 @@ class TrainParams:
     # 0 trains the rating alone, as the notebooks did, and then ranks by rating
     negatives: int = 0
     interaction_weight: float = 0.1
+    # embedding tables with sparse gradients, updated by SparseAdam (lazy: only the rows a batch
+    # touched): a dense Adam step reads and writes every row of every table, which at ml-25m's
+    # 162,000 users and 59,000 movies is most of a step (bench/train_sparse.py). No weight decay
+    # reaches these tables (SparseAdam has none)
+    sparse_embeddings: bool = False
 
 
 @dataclass

@@ -18,18 +18,20 @@ class BiasedMF(nn.Module):
     # so callers need not split users by a per-pair budget
     hidden_per_pair = False
 
-    def __init__(self, n_users: int, n_movies: int, factors: int = 64, global_mean: float = 0.7) -> None:
+    def __init__(
+        self, n_users: int, n_movies: int, factors: int = 64, global_mean: float = 0.7, sparse: bool = False
+    ) -> None:
         super().__init__()
-        self.user_embedding = nn.Embedding(n_users, factors)
-        self.movie_embedding = nn.Embedding(n_movies, factors)
-        self.user_bias = nn.Embedding(n_users, 1)
-        self.movie_bias = nn.Embedding(n_movies, 1)
+        self.user_embedding = nn.Embedding(n_users, factors, sparse=sparse)
+        self.movie_embedding = nn.Embedding(n_movies, factors, sparse=sparse)
+        self.user_bias = nn.Embedding(n_users, 1, sparse=sparse)
+        self.movie_bias = nn.Embedding(n_movies, 1, sparse=sparse)
         nn.init.normal_(self.user_embedding.weight, std=0.01)
         nn.init.normal_(self.movie_embedding.weight, std=0.01)
         nn.init.zeros_(self.user_bias.weight)
         nn.init.zeros_(self.movie_bias.weight)
         self.global_bias = nn.Parameter(torch.tensor(float(global_mean)))
-        self.movie_interaction_bias = nn.Embedding(n_movies, 1)
+        self.movie_interaction_bias = nn.Embedding(n_movies, 1, sparse=sparse)
         nn.init.zeros_(self.movie_interaction_bias.weight)
 
     def outputs(self, users: torch.Tensor, movies: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

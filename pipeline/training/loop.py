@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -124,13 +124,9 @@ def train(
     set up before (see the tasks' own constructors).
     """
     higher = task.monitor != VAL_LOSS
-    # fused: one kernel updates every parameter (the CPU default runs ~10 ops per tensor);
-    # bench/train_speed.py at batch 1024 on this CPU: 219k against 196k samples/s
-    optimiser = torch.optim.Adam(
-        model.parameters(), lr=params.lr, weight_decay=params.weight_decay, betas=tuple(params.betas), fused=True
-    )
+    optimiser = Optimisers(model, params)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimiser, mode="max" if higher else "min", factor=params.lr_factor, patience=params.lr_patience
+        optimiser.lead, mode="max" if higher else "min", factor=params.lr_factor, patience=params.lr_patience
     )
     # bfloat16 autocast (no loss scaling needed) on CUDA, and on a CPU with native bf16 for the
     # models that ask for it (cpu_amp); the weights and the optimiser stay float32
@@ -144,8 +140,7 @@ def train(
     for epoch in range(1, max_epochs + 1):
         t0 = time.perf_counter()
         if lr_schedule:
-            for group in optimiser.param_groups:
-                group["lr"] = lr_schedule[min(epoch, len(lr_schedule)) - 1]
+            optimiser.set_lr(lr_schedule[min(epoch, len(lr_schedule)) - 1])
         model.train()
         total = torch.zeros((), device=device)
         with Progress(task.samples, f"epoch {epoch}/{max_epochs}", task.unit, log) as progress:
@@ -160,12 +155,13 @@ def train(
                 optimiser.step()
                 total += loss.detach() * n
         train_loss = float(total) / max(task.samples, 1)
-        lr = optimiser.param_groups[0]["lr"]
+        lr = optimiser.lr
         val = task.validate() if task.has_validation else {}
         val_loss = val.get(VAL_LOSS, float("nan"))
         score = val.get(task.monitor, float("nan"))
         if task.has_validation and not lr_schedule:
             scheduler.step(score)
+            optimiser.set_lr(optimiser.lr)  # the scheduler moved the lead's rate only
         seconds = time.perf_counter() - t0
         extra = {k: v for k, v in val.items() if k != VAL_LOSS}
         result.history.append(
@@ -232,7 +228,53 @@ def on_device(tensors: tuple[torch.Tensor, ...], device: torch.device) -> tuple[
     return tuple(t.to(device) for t in tensors)
 
 
-def save_checkpoint(path: Path, model: nn.Module, optimiser: torch.optim.Optimizer, result: TrainResult) -> None:
+class Optimisers:
+    """Adam over the dense parameters and SparseAdam over sparse-gradient embedding tables, as one.
+
+    Torch's Adam refuses sparse gradients; a model opts its tables in with
+    `nn.Embedding(sparse=True)` (TrainParams.sparse_embeddings) so that a step
+    costs the rows a batch touched instead of the whole catalogue. The
+    learning-rate schedule follows `lead` and is copied to the others.
+    """
+
+    def __init__(self, model: nn.Module, params: TrainParams) -> None:
+        sparse = [p for m in model.modules() if isinstance(m, nn.Embedding) and m.sparse for p in m.parameters()]
+        sparse_ids = {id(p) for p in sparse}
+        dense = [p for p in model.parameters() if id(p) not in sparse_ids]
+        betas = tuple(params.betas)
+        self.all: list[torch.optim.Optimizer] = []
+        if dense or not sparse:
+            # fused: one kernel updates every parameter (the CPU default runs ~10 ops per tensor);
+            # bench/train_speed.py at batch 1024 on this CPU: 219k against 196k samples/s
+            self.all.append(
+                torch.optim.Adam(dense, lr=params.lr, weight_decay=params.weight_decay, betas=betas, fused=True)
+            )
+        if sparse:
+            self.all.append(torch.optim.SparseAdam(sparse, lr=params.lr, betas=betas))
+        self.lead = self.all[0]
+
+    @property
+    def lr(self) -> float:
+        return float(self.lead.param_groups[0]["lr"])
+
+    def set_lr(self, lr: float) -> None:
+        for optimiser in self.all:
+            for group in optimiser.param_groups:
+                group["lr"] = lr
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for optimiser in self.all:
+            optimiser.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for optimiser in self.all:
+            optimiser.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {type(o).__name__: o.state_dict() for o in self.all}
+
+
+def save_checkpoint(path: Path, model: nn.Module, optimiser: Optimisers, result: TrainResult) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         "model": model.state_dict(),

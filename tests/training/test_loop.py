@@ -65,3 +65,46 @@ def test_autocast_stays_off_on_the_cpu_unless_the_model_asks_and_the_cpu_has_bf1
     assert loop.autocast_enabled(TrainParams(), cuda)
     monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: False)  # emulated bf16 is slower: stay float32
     assert not loop.autocast_enabled(TrainParams(cpu_amp=True), cpu)
+
+
+class Lookup(nn.Module):
+    """A sparse-gradient table beside a dense layer: the two halves the loop must step together."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.table = nn.Embedding(10, 3, sparse=True)
+        self.dense = nn.Linear(3, 1)
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.dense(self.table(rows))
+
+
+class Rows(Scripted):
+    """Every batch touches rows 0-2 of the table only."""
+
+    def steps(self) -> Iterator:
+        yield 1, lambda: (self.model(torch.tensor([0, 1, 2])) - 1).pow(2).sum()
+
+
+def test_sparse_embedding_tables_update_only_the_rows_a_batch_touched_and_dense_layers_still_learn() -> None:
+    torch.manual_seed(0)
+    model = Lookup()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    settings = TrainParams(max_epochs=3, lr_patience=1000, lr=0.1, weight_decay=0.1)
+    loop.train(model, Rows(model, [0.1, 0.2, 0.3]), settings, torch.device("cpu"))
+    table = model.table.weight.detach()
+    assert not torch.equal(table[:3], before["table.weight"][:3])  # touched rows learned
+    assert torch.equal(table[3:], before["table.weight"][3:])  # untouched rows: no decay, no momentum drift
+    assert not torch.equal(model.dense.weight.detach(), before["dense.weight"])
+
+
+def test_a_learning_rate_cut_reaches_the_sparse_tables_optimiser_too() -> None:
+    torch.manual_seed(0)
+    model = Lookup()
+    optimisers = loop.Optimisers(model, TrainParams(lr=0.1))
+    assert [type(o).__name__ for o in optimisers.all] == ["Adam", "SparseAdam"]
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimisers.lead, mode="max", factor=0.5, patience=0)
+    for score in (1.0, 0.5):  # the second epoch is worse: the lead's rate halves
+        scheduler.step(score)
+        optimisers.set_lr(optimisers.lr)
+    assert [o.param_groups[0]["lr"] for o in optimisers.all] == [0.05, 0.05]
