@@ -34,9 +34,13 @@ class MostPopular:
         self.counts = np.asarray(x.sum(axis=0)).ravel().astype(np.float32)
         return self
 
-    def scores(self, users: np.ndarray) -> np.ndarray:
+    def scores(self, users: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """[len(users), n_movies]; a read-only broadcast view unless written into `out`."""
         assert self.counts is not None, "fit first"
-        return np.broadcast_to(self.counts, (len(users), len(self.counts)))
+        if out is None:
+            return np.broadcast_to(self.counts, (len(users), len(self.counts)))
+        out[...] = self.counts
+        return out
 
 
 @dataclass
@@ -76,6 +80,9 @@ class EASE:
         p, info = lapack.spotri(factor, lower=1, overwrite_c=1)
         del factor
         _symmetric_from_lower(p)
+        # LAPACK hands back column-major; the transpose of a symmetric matrix is itself, and row-major
+        # is what scipy's sparse @ dense needs: it copied all 1.6 GB of a column-major one per block
+        p = p.T
         p /= -p.diagonal().copy()[None, :]
         p[np.diag_indices_from(p)] = 0.0
         self.weights, self.x = p, x
@@ -84,13 +91,20 @@ class EASE:
     def _local(self, rows: sp.csr_matrix) -> sp.csr_matrix:
         return rows if self.movies is None else rows[:, self.movies]
 
-    def scores(self, users: np.ndarray) -> np.ndarray:
+    def scores(self, users: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """[len(users), n_movies] float32, written into `out` when given (a reused buffer: a fresh
+        [2,000, 62,000] array a block costs its page faults, 1.2 s in 4,000 users' 34 s)."""
         assert self.weights is not None and self.x is not None, "fit first"
+        if not self.weights.flags.c_contiguous:  # a model saved before weights were row-major: once
+            self.weights = np.ascontiguousarray(self.weights)
         local = np.asarray(self._local(self.x[users]) @ self.weights)
+        if out is None:
+            out = np.empty((len(users), self.x.shape[1]), dtype=np.float32)
         if self.movies is None:
-            return local
-        out = np.full((len(users), self.x.shape[1]), -np.inf, dtype=np.float32)  # movies EASE never learnt
-        out[:, self.movies] = local
+            out[...] = local
+        else:
+            out.fill(-np.inf)  # movies EASE never learnt
+            out[:, self.movies] = local
         return out
 
     def strongest(self, users: np.ndarray, movies: np.ndarray, budget: int = 1 << 22) -> np.ndarray:

@@ -280,7 +280,9 @@ class Recommender:
             )
         if self.name == "biased_mf":
             mean = float(np.mean(train.values)) if train is not None and len(train) else 0.7
-            return BiasedMF(self.n_users, self.n_movies, int(p["factors"]), mean, bool(p["sparse_embeddings"]))
+            return BiasedMF(
+                self.n_users, self.n_movies, int(p["factors"]), mean, bool(p.get("sparse_embeddings", False))
+            )
         user_side = np.zeros((self.n_users, 0), np.float32)
         movie_side = [np.zeros((self.n_movies, 0), np.float32)]
         if self.name in ("neumf_features", "ncf_tags"):
@@ -359,6 +361,9 @@ class Recommender:
         """[len(users), n_movies] scores on the model's device (higher ranks first); written into
         `out` (a reused [len(users), n_movies] buffer) where the model's scorer is one matrix product."""
         if self.module is None:
+            if out is not None and out.device.type == "cpu" and out.dtype == torch.float32 and out.is_contiguous():
+                self.solver.scores(users.cpu().numpy(), out=out.numpy())  # shares out's memory
+                return out
             return torch.from_numpy(np.array(self.solver.scores(users.cpu().numpy()), np.float32)).to(self.device)
         self.module.eval()
         head = self.ranking_head

@@ -39,10 +39,14 @@ class TruncatedSVDRatings:
         dots = np.einsum("ij,ij->i", self.user_factors[users], self.movie_factors[movies])
         return dots + self.user_means[users]
 
-    def scores(self, users: np.ndarray) -> np.ndarray:
-        """Predicted ratings of every movie for these users, [len(users), n_movies]."""
+    def scores(self, users: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Predicted ratings of every movie for these users, [len(users), n_movies], into `out` if given."""
         assert self.user_factors is not None and self.movie_factors is not None and self.user_means is not None
-        return self.user_factors[users] @ self.movie_factors.T + self.user_means[users][:, None]
+        if out is None:
+            return self.user_factors[users] @ self.movie_factors.T + self.user_means[users][:, None]
+        out[...] = self.user_factors[users] @ self.movie_factors.T
+        out += self.user_means[users][:, None]
+        return out
 
 
 def notebook_holdout(
