@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
 
@@ -130,9 +131,9 @@ def full_ranking_metrics(
         s[:, ~candidates] = -np.inf
         seen = train[chunk]
         s[np.repeat(np.arange(len(chunk)), np.diff(seen.indptr)), seen.indices] = -np.inf
-        top = np.argpartition(-s, kmax - 1, axis=1)[:, :kmax]
-        order = np.take_along_axis(s, top, axis=1).argsort(axis=1)[:, ::-1]
-        top = np.take_along_axis(top, order, axis=1)
+        # torch's top-k, sorted: numpy's argpartition took 0.76 s of each 541 x 62,000 batch at 25M
+        # ratings (bench: 28 s of a 20,000-user evaluation), torch.topk 0.03 s
+        top = torch.topk(torch.from_numpy(s), min(kmax, n_movies), dim=1).indices.numpy().copy()
         hits = np.asarray(truth[chunk][np.arange(len(chunk))[:, None], top].todense()) > 0
         rel = n_relevant[chunk]
         for k in ks:
