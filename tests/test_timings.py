@@ -88,3 +88,25 @@ def test_each_stage_of_one_process_records_its_own_peak_memory(tmp_path: Path) -
     # what each stage found resident when it began, part of its peak
     assert 0 < entries["features"]["start_rss_mib"] <= peaks["features"] - 350
     assert 0 < entries["split"]["start_rss_mib"] <= peaks["split"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads resident memory from Linux /proc")
+def test_a_later_stage_starts_without_the_heap_an_earlier_stage_freed(tmp_path: Path) -> None:
+    import numpy as np
+
+    kept: list = []
+
+    @timings.timed()
+    def features(run_dir: str) -> str:
+        blocks = [np.ones(12_000) for _ in range(8_000)]  # 96 kB each: from the C heap, 730 MiB
+        kept.extend(blocks[::50])  # a few survivors pin the heap's top, so free() alone returns nothing
+        return run_dir
+
+    @timings.timed()
+    def split(run_dir: str) -> str:
+        return run_dir
+
+    features(str(tmp_path))
+    split(str(tmp_path))
+    entries = {e["task"]: e for e in timings.collect(tmp_path)}
+    assert entries["split"]["start_rss_mib"] < entries["features"]["peak_rss_mib"] - 500
