@@ -27,6 +27,7 @@ FROM       ?=
 TO         ?=
 EVERY      ?=
 PORT       ?= 8080
+WORKERS    ?= 2
 # USER=<id> on make's command line (not the login name USER holds in the environment)
 USER_ID    := $(if $(filter command line,$(origin USER)),$(USER))
 
@@ -38,7 +39,7 @@ CONF_PY = import json,sys; a = sys.argv[1:]; \
 CONF = $$($(PY) -c '$(CONF_PY)' "$(if $(DATASET),$(abspath $(DATASET)),)" "$(TOP_N)" "$(MAX_EPOCHS)" "$(DEVICE)" "$(MODELS)")
 EVAL_CONF = $$($(PY) -c '$(CONF_PY)' "$(if $(DATASET),$(abspath $(DATASET)),)" "" "$(MAX_EPOCHS)" "$(DEVICE)" "$(MODELS)")
 
-.PHONY: help setup run cli evaluate show-user backfill airflow docker-config test lint clean
+.PHONY: help setup run cli evaluate show-user backfill airflow cluster docker-config test lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -83,12 +84,16 @@ backfill: setup ## replay history through a real scheduler: FROM=YYYY-MM-DD TO=Y
 airflow: setup ## a local Airflow (UI, scheduler, dag-processor) at PORT (8080) until Ctrl-C
 	$(PY) -m ops.local_airflow --port $(PORT)
 
+cluster: setup ## a distributed Airflow until Ctrl-C: Postgres, Redis, CeleryExecutor with WORKERS (2) workers, UI at PORT
+	$(PY) -m ops.cluster --workers $(WORKERS) --port $(PORT)
+
 docker-config: ## validate docker/compose.yaml (docker compose, or Debian's docker-compose)
 	@if docker compose version > /dev/null 2>&1; then dc="docker compose"; \
 	elif command -v docker-compose > /dev/null; then dc=docker-compose; \
 	else echo "neither 'docker compose' nor 'docker-compose' is installed (apt-get install docker-compose)"; exit 1; fi; \
 	$$dc -f docker/compose.yaml config -q && $$dc -f docker/compose.yaml --profile gpu config -q && \
-	echo "docker/compose.yaml is valid ($$dc), with and without the gpu profile"
+	AIRFLOW_EXECUTOR=CeleryExecutor $$dc -f docker/compose.yaml --profile celery config -q && \
+	echo "docker/compose.yaml is valid ($$dc), plain and with the gpu and celery profiles"
 
 test: setup ## run the test suite
 	$(BIN)/pytest -q

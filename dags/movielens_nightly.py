@@ -44,7 +44,9 @@ from airflow.sdk import Asset, Param, dag, get_current_context, task
 # names only: config imports no model or data code
 from pipeline.config import ALL_MODELS, EVALUATION, NIGHTLY, NIGHTLY_MODELS, TRAINING_POOL, WAREHOUSE_POOL
 
-TRANSIENT = {"retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True}
+# a retried task waits MOVIELENS_RETRY_DELAY_S (default 2 min), doubling on each further try
+RETRY_DELAY = timedelta(seconds=float(os.environ.get("MOVIELENS_RETRY_DELAY_S", 120)))
+TRANSIENT = {"retries": 2, "retry_delay": RETRY_DELAY, "retry_exponential_backoff": True}
 
 # Each stage is pipeline.run.<name>(run_dir) -> run_dir. Validation never
 # retries (bad data stays bad); steps that touch files or the warehouse may.
@@ -149,7 +151,9 @@ def _fetch(job: str):
 
         ctx = get_current_context()
         p = ctx["params"]
-        as_of = ctx.get("data_interval_end") or ctx["logical_date"]
+        # a run triggered without a logical date (Airflow 3's default from the UI, the CLI and the
+        # REST API) has none in its context: it sees the ratings made before it was due to run
+        as_of = ctx.get("data_interval_end") or ctx.get("logical_date") or ctx["dag_run"].run_after
         run_dir = run.prepare(
             ctx["run_id"],
             as_of,
@@ -239,7 +243,8 @@ def movielens_evaluation_pipeline() -> None:
 TAGS = ["movielens", "recommendations", "duckdb"]
 dag(
     dag_id="movielens_nightly",
-    schedule=os.environ.get("MOVIELENS_SCHEDULE", "@daily"),
+    # MOVIELENS_SCHEDULE="" runs it only when triggered
+    schedule=os.environ.get("MOVIELENS_SCHEDULE", "@daily") or None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     tags=TAGS,
     **dag_settings(NIGHTLY),
