@@ -40,19 +40,26 @@ def process_age_s() -> float | None:
     return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
 
 
-def release_free_memory() -> bool:
-    """Hand the C heap's free pages back to the system (glibc malloc_trim) after a collection.
+def release_free_memory(collect: bool = True) -> bool:
+    """Hand the C heap's free pages back to the system (glibc malloc_trim), after a collection.
 
     A process that runs stage after stage (the CLI, `airflow dags test`) otherwise keeps what
     earlier stages freed as its own: numpy and torch buffers of a few MB come from the heap, and
-    glibc returns a freed heap page only at the top of the heap. False where there is no glibc.
+    glibc returns a freed heap page only at the top of the heap. A long loop of tensors of varying
+    sizes (an epoch) fragments the heap the same way. False where there is no glibc.
     """
-    gc.collect()
+    if collect:
+        gc.collect()
+    trim = _malloc_trim()
+    return bool(trim(0)) if trim is not None else False
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.malloc_trim(0))
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
     except (OSError, AttributeError):
-        return False
+        return None
 
 
 def reset_peak_rss() -> bool:
