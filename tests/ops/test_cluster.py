@@ -27,6 +27,7 @@ import pytest
 from ops.cluster import CLUSTER_ENV, Cluster, Ports, missing_services, running
 from tests.conftest import REPO, SHARED_DATA
 from tests.ops.ports import free_port, is_free
+from tests.ops.procs import processes_with_env
 
 pytestmark = pytest.mark.integration
 
@@ -178,17 +179,7 @@ def test_a_nightly_run_spreads_over_two_workers_and_survives_losing_one(cluster:
 
 def _cluster_processes(folder: Path) -> list[str]:
     """Processes started for the cluster in `folder` (each carries it in its environment)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            environ = (proc / "environ").read_bytes()
-        except OSError:
-            continue
-        if f"{CLUSTER_ENV}={folder}".encode() in environ.split(b"\0"):
-            found.append(proc.name)
-    return found
+    return processes_with_env(CLUSTER_ENV, str(folder))
 
 
 def test_make_cluster_comes_up_with_its_workers_and_ctrl_c_leaves_no_process() -> None:

@@ -12,21 +12,12 @@ import pytest
 from ops.local_airflow import airflow_executable
 from tests.conftest import REPO
 from tests.ops.ports import free_port, is_free
+from tests.ops.procs import processes_with_env
 
 
 def _airflow_processes(home: Path) -> list[str]:
     """Processes whose environment names this AIRFLOW_HOME (standalone and every component it started)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            environ = (proc / "environ").read_bytes()
-        except OSError:
-            continue
-        if f"AIRFLOW_HOME={home}".encode() in environ.split(b"\0"):
-            found.append(proc.name)
-    return found
+    return processes_with_env("AIRFLOW_HOME", str(home))
 
 
 @pytest.mark.integration
