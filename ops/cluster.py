@@ -359,6 +359,9 @@ def _interrupt(signum, frame) -> None:
 
 
 def main() -> None:
+    # a shell starts a background job with SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt: Ctrl-C (or kill -INT) must stop what this started wherever it was launched
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     parser = argparse.ArgumentParser(description="Run a local CeleryExecutor Airflow until Ctrl-C.")
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", 2)))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8080)))

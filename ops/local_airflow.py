@@ -183,6 +183,9 @@ def _interrupt(signum, frame) -> None:
 
 
 def main() -> None:
+    # a shell starts a background job with SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt: Ctrl-C (or kill -INT) must stop what this started wherever it was launched
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     parser = argparse.ArgumentParser(description="Run a local Airflow until Ctrl-C.")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8080)))
     parser.add_argument("--parallelism", type=int, default=2, help="task slots (2 suits a 2-core machine)")
