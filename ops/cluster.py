@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import glob
-import json
 import os
 import secrets
 import shutil
@@ -30,13 +29,11 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ops.local_airflow import AirflowStartError, airflow_executable, stop
+from ops.local_airflow import AirflowStartError, airflow_executable, catch_ctrl_c, healthy, interrupt, stop, tail
 from ops.pools import ensure_pools
 from pipeline.config import PROJECT_ROOT, var_dir
 
@@ -98,9 +95,13 @@ class Cluster:
     """A running cluster: where its UI is, its processes by name, and the environment tasks get."""
 
     folder: Path
-    url: str
+    ports: Ports
     env: dict[str, str]
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://localhost:{self.ports.api}"
 
     def log(self, name: str) -> Path:
         return self.folder / "logs" / f"{name}.log"
@@ -121,8 +122,7 @@ class Cluster:
         """Rows of a query on the metadata DB (task_instance.hostname says which worker ran a task)."""
         import psycopg2
 
-        port = int(self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].rsplit(":", 1)[1].split("/")[0])
-        con = psycopg2.connect(host="127.0.0.1", port=port, user="airflow", dbname="airflow")
+        con = psycopg2.connect(host="127.0.0.1", port=self.ports.postgres, user="airflow", dbname="airflow")
         try:
             with con, con.cursor() as cur:  # `with con` commits; it does not close
                 cur.execute(sql, params)
@@ -159,14 +159,10 @@ def _wait(cluster: Cluster, name: str, ready, what: str) -> None:
     while not ready():
         process = cluster.processes[name]
         if process.poll() is not None:
-            raise ClusterError(f"{name} exited with {process.returncode}:\n{_tail(cluster.log(name))}")
+            raise ClusterError(f"{name} exited with {process.returncode}:\n{tail(cluster.log(name))}")
         if time.monotonic() > deadline:
-            raise ClusterError(f"{what} not ready after {STARTUP_TIMEOUT_S}s:\n{_tail(cluster.log(name))}")
+            raise ClusterError(f"{what} not ready after {STARTUP_TIMEOUT_S}s:\n{tail(cluster.log(name))}")
         time.sleep(0.5)
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
 
 def _accepts(port: int) -> bool:
@@ -277,15 +273,6 @@ def airflow_environment(
     }
 
 
-def _api_healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=5) as response:
-            health = json.load(response)
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-    return health.get("scheduler", {}).get("status") == "healthy"
-
-
 def _migrate(env: dict[str, str], cluster: Cluster) -> None:
     done = subprocess.run([airflow_executable(), "db", "migrate"], env=env, capture_output=True, text=True)
     cluster.log("db-migrate").write_text(done.stdout + done.stderr)
@@ -321,11 +308,10 @@ def running(
     reason = missing_services()
     if reason:
         raise ClusterError(reason)
-    url = f"http://localhost:{ports.api}"
-    if _api_healthy(url):
-        raise ClusterError(f"an Airflow already answers on {url}; stop it or choose another port (PORT=…)")
-    cluster = Cluster(folder, url, {})
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # a SIGTERM unwinds like Ctrl-C: all stopped
+    cluster = Cluster(folder, ports, {})
+    if healthy(cluster.url):
+        raise ClusterError(f"an Airflow already answers on {cluster.url}; stop it or choose another port (PORT=…)")
+    previous = signal.signal(signal.SIGTERM, interrupt)  # a SIGTERM unwinds like Ctrl-C: all stopped
     try:
         print(f"starting Postgres on {ports.postgres} and Redis on {ports.redis} (logs: {folder / 'logs'}) ...")
         database = _postgres(cluster, ports.postgres)
@@ -341,7 +327,7 @@ def running(
         for index in range(1, workers + 1):
             start_worker(cluster, index, ports)
         print(f"starting the api-server, scheduler, dag-processor and {workers} worker(s) ...", flush=True)
-        _wait(cluster, "scheduler", lambda: _api_healthy(url), f"Airflow's scheduler behind {url}")
+        _wait(cluster, "scheduler", lambda: healthy(cluster.url), f"Airflow's scheduler behind {cluster.url}")
         for name in cluster.worker_names():
             _wait(cluster, name, lambda n=name: "ready." in cluster.log(n).read_text(errors="replace"), name)
         yield cluster
@@ -354,14 +340,8 @@ def running(
         signal.signal(signal.SIGTERM, previous)
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
 def main() -> None:
-    # a shell starts a background job with SIGINT ignored, and Python then never raises
-    # KeyboardInterrupt: Ctrl-C (or kill -INT) must stop what this started wherever it was launched
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    catch_ctrl_c()
     parser = argparse.ArgumentParser(description="Run a local CeleryExecutor Airflow until Ctrl-C.")
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", 2)))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8080)))

@@ -100,7 +100,7 @@ def dags_test_environment(var: Path) -> dict[str, str]:
     }
 
 
-def _healthy(url: str) -> bool:
+def healthy(url: str) -> bool:
     """The api-server answers and reports a healthy scheduler (what runs our tasks)."""
     try:
         with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=5) as response:
@@ -120,7 +120,7 @@ def _password(home: Path, user: str) -> str | None:
     return None
 
 
-def _tail(path: Path, lines: int = 40) -> str:
+def tail(path: Path, lines: int = 40) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
 
@@ -149,7 +149,7 @@ def running(port: int = 8080, parallelism: int = 2) -> Iterator[LocalAirflow]:
     home.mkdir(parents=True, exist_ok=True)
     log = home / "standalone.log"
     url = f"http://localhost:{port}"
-    if _healthy(url):
+    if healthy(url):
         raise AirflowStartError(f"an Airflow already answers on {url}; stop it or choose another port (PORT=…)")
     ensure_pools(airflow_executable(), environment(port, parallelism))
     with open(log, "w") as out:
@@ -161,15 +161,15 @@ def running(port: int = 8080, parallelism: int = 2) -> Iterator[LocalAirflow]:
             start_new_session=True,  # its own process group, signalled whole by stop()
         )
     # a SIGTERM (kill, timeout, CI) unwinds like Ctrl-C, so the finally below still stops the group
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         print(f"starting Airflow on {url} (log: {log}) ...", flush=True)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not _healthy(url):
+        while not healthy(url):
             if process.poll() is not None:
-                raise AirflowStartError(f"airflow standalone exited with {process.returncode}:\n{_tail(log)}")
+                raise AirflowStartError(f"airflow standalone exited with {process.returncode}:\n{tail(log)}")
             if time.monotonic() > deadline:
-                raise AirflowStartError(f"Airflow not healthy after {STARTUP_TIMEOUT_S}s:\n{_tail(log)}")
+                raise AirflowStartError(f"Airflow not healthy after {STARTUP_TIMEOUT_S}s:\n{tail(log)}")
             time.sleep(2)
         yield LocalAirflow(url, "admin", _password(home, "admin"), log, process)
     finally:
@@ -178,14 +178,19 @@ def running(port: int = 8080, parallelism: int = 2) -> Iterator[LocalAirflow]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _interrupt(signum, frame) -> None:
+def interrupt(signum, frame) -> None:
+    """A SIGTERM handler that unwinds like Ctrl-C, so `finally` blocks still stop what was started."""
     raise KeyboardInterrupt
 
 
-def main() -> None:
-    # a shell starts a background job with SIGINT ignored, and Python then never raises
-    # KeyboardInterrupt: Ctrl-C (or kill -INT) must stop what this started wherever it was launched
+def catch_ctrl_c() -> None:
+    """Raise KeyboardInterrupt on SIGINT even where it was ignored: a shell starts a background job
+    with SIGINT ignored, and Python then never raises it, so kill -INT would leave processes behind."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def main() -> None:
+    catch_ctrl_c()
     parser = argparse.ArgumentParser(description="Run a local Airflow until Ctrl-C.")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8080)))
     parser.add_argument("--parallelism", type=int, default=2, help="task slots (2 suits a 2-core machine)")
