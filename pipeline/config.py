@@ -103,6 +103,9 @@ class TrainParams:
     # 162,000 users and 59,000 movies is most of a step (bench/train_sparse.py). No weight decay
     # reaches these tables (SparseAdam has none)
     sparse_embeddings: bool = False
+    # production refit: 0 replays the tuned run's epochs from scratch on every rating; n > 0 continues
+    # the tuned weights for n epochs instead (pipeline/protocols.py; bench/warm_refit.py measures it)
+    warm_epochs: int = 0
 
 
 @dataclass

@@ -4,15 +4,20 @@ A (the notebooks'): fit on the per-user random 70% with early stopping on
 15%, rating and re-ranking metrics on the last 15%.
 B (full ranking, ../shared/EVALUATION.md): tune on train_inner -> val (the
 champion metric is read here), then rank every unseen movie for the test
-users. The weekly evaluation job refits on train (= train_inner + val) for
-the epochs and learning rates validation chose and ranks with the refit; the
-nightly job ranks with the tuned model itself, given the train history to
-rank from ("tuned model on test"), and trains nothing it would throw away.
-Production: a refit on every rating, whose top-N lists are published.
+users. The weekly evaluation job refits on train (= train_inner + val) the
+way production refits and ranks with the refit; the nightly job ranks with
+the tuned model itself, given the train history to rank from ("tuned model
+on test"), and trains nothing it would throw away.
+Production: a refit on every rating, whose top-N lists are published. It
+replays the epochs and learning rates validation chose from scratch, or,
+for a model with `warm_epochs` (sasrec), continues the tuned weights on the
+longer histories for that many epochs: on ml-1m-users-1-2999 two warm
+epochs rank as well as fourteen from scratch (bench/warm_refit.py).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 from typing import Any
@@ -105,13 +110,15 @@ def full_ranking_protocol(
         predictions = pl.DataFrame(
             {"actual": val["rating"].to_numpy(), "predicted": np.asarray(pred, dtype=np.float64) * scale.max}
         )
-    schedule = schedule_from(tuned)
+    schedule, warm = schedule_from(tuned), warm_start_from(tuned, params)
     train, test = _part(split, TRAIN, VAL), _part(split, TEST)
     train_rows = ratings(train, scale)
-    out: dict[str, Any] = {"val": val_metrics, "fit": _fit_summary(tuned), "schedule": schedule}
-    if refit:
+    out: dict[str, Any] = {"val": val_metrics, "fit": _fit_summary(tuned), "schedule": schedule, "warm_start": warm}
+    if refit:  # as production will: from the tuned weights when the model warm-starts, else from scratch
+        init = copy.deepcopy(model.module.state_dict()) if warm else None
         refitted = Recommender(name, params, feats, device)
-        out["refit"] = _fit_summary(refitted.fit(train_rows, None, **schedule))
+        fitted = refitted.fit(train_rows, None, **(warm or schedule), init_state=init)
+        out["refit"] = {**_fit_summary(fitted), "start": WARM_START if warm else FROM_SCRATCH}
         out["test"] = ranking_metrics(refitted, train, test, scale, max_users)
     # the tuned model ranking from train, weights unchanged: the nightly job's test figures; in the
     # evaluation job they sit beside the refit's (docs/results.md compares the two)
@@ -131,20 +138,38 @@ def production_fit(
     scale: RatingScale,
     device: torch.device,
     schedule: dict[str, Any],
+    warm: dict[str, Any] | None = None,
+    tuned_state: dict[str, torch.Tensor] | None = None,
 ) -> tuple[Recommender, dict[str, Any]]:
-    """The model whose lists are published: every rating up to the run's date, no hold-out."""
+    """The model whose lists are published: every rating up to the run's date, no hold-out. With
+    `warm` and the tuned weights it continues those; otherwise it replays `schedule` from scratch."""
     model = Recommender(name, params, feats, device)
-    fitted = model.fit(ratings(all_ratings, scale), None, **schedule)
-    return model, _fit_summary(fitted)
+    start = warm is not None and tuned_state is not None
+    fitted = model.fit(ratings(all_ratings, scale), None, **(warm if start else schedule), init_state=tuned_state)
+    return model, {**_fit_summary(fitted), "start": WARM_START if start else FROM_SCRATCH}
+
+
+WARM_START = "tuned weights"
+FROM_SCRATCH = "scratch"
 
 
 def schedule_from(tuned) -> dict[str, Any]:
     """Epochs and per-epoch learning rates validation chose (empty for closed-form models): what
-    a refit on more data replays."""
+    a refit on more data from scratch replays."""
     if not tuned.history:
         return {}
     lrs = [h["lr"] for h in tuned.history[: tuned.best_epoch]]
     return {"epochs": max(tuned.best_epoch, 1), "lr_schedule": lrs}
+
+
+def warm_start_from(tuned, params: dict[str, Any]) -> dict[str, Any] | None:
+    """`warm_epochs` more epochs at the tuned run's last chosen learning rate, for a model that
+    refits from its tuned weights (None: it refits from scratch, or has no epochs)."""
+    epochs = int(params.get("warm_epochs", 0))
+    if epochs <= 0 or not tuned.history:
+        return None
+    lr = tuned.history[max(tuned.best_epoch, 1) - 1]["lr"]
+    return {"epochs": epochs, "lr_schedule": [lr] * epochs}
 
 
 def _fit_summary(result) -> dict[str, Any]:

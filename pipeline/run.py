@@ -35,6 +35,7 @@ from pipeline.timings import timed
 # one of them (issue 18). Type-only imports stay here.
 if TYPE_CHECKING:
     import duckdb
+    import torch
 
     from pipeline.datasets.layouts import Layout
     from pipeline.models.registry import Recommender
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.bin"  # the production fit, which score() publishes from
+CHECKPOINT_FILE = "checkpoint.pt"  # the tuned model's best epoch, which a warm production fit starts from
 
 
 def prepare(
@@ -321,7 +323,7 @@ def train_model(run_dir: str, name: str) -> str:
         split_b,
         layout.scale,
         device,
-        checkpoint=out / "checkpoint.pt",
+        checkpoint=out / CHECKPOINT_FILE,
         refit=refit,
         max_users=cfg.eval_max_users or None,
     )
@@ -411,10 +413,13 @@ def _production_model(run_dir: str, name: str) -> Recommender:
     if path.exists():
         return Recommender.load(name, path, feats, device)
     metrics = json.loads((_model_dir(run_dir, name) / "metrics.json").read_text())
-    schedule = metrics[FULL_RANKING]["schedule"]
-    log.info(
-        "%s: production fit on every rating (%s)", name, f"{schedule['epochs']} epochs" if schedule else "closed form"
-    )
+    schedule, warm = metrics[FULL_RANKING]["schedule"], metrics[FULL_RANKING].get("warm_start")
+    tuned_state = _tuned_state(run_dir, name, device) if warm else None
+    if tuned_state is not None:
+        how = f"{warm['epochs']} epochs on from the tuned weights"
+    else:
+        how = f"{schedule['epochs']} epochs from scratch" if schedule else "closed form"
+    log.info("%s: production fit on every rating (%s)", name, how)
     model, fitted = production_fit(
         name,
         metrics["params"],
@@ -423,10 +428,24 @@ def _production_model(run_dir: str, name: str) -> Recommender:
         layout.scale,
         device,
         schedule,
+        warm,
+        tuned_state,
     )
     model.save(path)
     (_model_dir(run_dir, name) / "production.json").write_text(json.dumps(fitted, indent=2))
     return model
+
+
+def _tuned_state(run_dir: str, name: str, device: torch.device) -> dict | None:
+    """The tuned model's best weights, from train_model's checkpoint (None, and a refit from
+    scratch, when it is gone: a run folder from before warm starts, or one cleaned by hand)."""
+    import torch
+
+    path = _model_dir(run_dir, name) / CHECKPOINT_FILE
+    if not path.exists():
+        log.warning("%s: no tuned checkpoint at %s; the production fit starts from scratch", name, path)
+        return None
+    return torch.load(path, map_location=device, weights_only=False)["model"]
 
 
 def _champion(run_dir: str) -> str:

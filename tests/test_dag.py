@@ -214,6 +214,9 @@ def test_airflow_dags_test_on_ml100k_publishes_n_unseen_recommendations_for_ever
     # nothing trained only to be thrown away: production fits of the champion and the rater alone
     fitted = {p.parent.name for p in (run_dir / "models").glob("*/model.bin")}
     assert fitted == {champion, rater[0][0]}
+    # sasrec's production fit continues its tuned weights (warm_epochs); the others refit from scratch
+    starts = {m: json.loads((run_dir / "models" / m / "production.json").read_text())["start"] for m in fitted}
+    assert starts == {m: "tuned weights" if m == "sasrec" else "scratch" for m in fitted}
     # every task's seconds: last in the log, in report.json and on the HTML page
     output = done.stdout + done.stderr
     tasks = [t["task"] for t in json.loads((run_dir / "report.json").read_text())["timings"]["tasks"]]

@@ -7,7 +7,15 @@ import torch
 
 from pipeline.datasets.layouts import WHOLE_STARS
 from pipeline.models import registry
-from pipeline.protocols import TEST_FROM_REFIT, TEST_FROM_TUNED, full_ranking_protocol, ratings
+from pipeline.protocols import (
+    FROM_SCRATCH,
+    TEST_FROM_REFIT,
+    TEST_FROM_TUNED,
+    WARM_START,
+    full_ranking_protocol,
+    production_fit,
+    ratings,
+)
 from pipeline.split import TRAIN, VAL
 from tests.models.data import FAST, features, planted_split
 
@@ -34,6 +42,35 @@ def test_the_nightly_path_fits_once_and_labels_its_test_figures_as_the_tuned_mod
     assert 0 < nightly["test"]["ndcg@10"] <= 1
     assert weekly["test_tuned"] == nightly["test"]  # the weekly job reports the nightly figure beside its own
     assert nightly["test"]["users_evaluated"] == weekly["test"]["users_evaluated"]
+
+
+@pytest.mark.parametrize("warm_epochs", [0, 2])
+def test_the_weekly_refit_starts_where_production_will_from_the_tuned_weights_or_from_scratch(
+    warm_epochs: int, split
+) -> None:
+    params = registry.hyper_parameters("biased_mf", {**FAST, "warm_epochs": warm_epochs})
+    weekly, _ = full_ranking_protocol("biased_mf", params, features(), split, WHOLE_STARS, CPU, refit=True)
+    tuned_lr = weekly["schedule"]["lr_schedule"][-1]
+    if warm_epochs:
+        assert weekly["warm_start"] == {"epochs": 2, "lr_schedule": [tuned_lr, tuned_lr]}
+        assert weekly["refit"]["start"] == WARM_START and weekly["refit"]["epochs"] == 2
+    else:
+        assert weekly["warm_start"] is None
+        assert weekly["refit"]["start"] == FROM_SCRATCH
+        assert weekly["refit"]["epochs"] == weekly["schedule"]["epochs"] == weekly["fit"]["best_epoch"]
+
+
+def test_a_production_fit_without_the_tuned_weights_replays_the_schedule_from_scratch(split) -> None:
+    params = registry.hyper_parameters("biased_mf", {**FAST, "warm_epochs": 1})
+    rows = split.filter(pl.col("split").is_in([TRAIN, VAL]))
+    schedule, warm = {"epochs": 3, "lr_schedule": [0.01] * 3}, {"epochs": 1, "lr_schedule": [0.01]}
+    _, lost = production_fit("biased_mf", params, features(), rows, WHOLE_STARS, CPU, schedule, warm, None)
+    assert lost["start"] == FROM_SCRATCH and lost["epochs"] == 3
+    tuned = registry.Recommender("biased_mf", params, features(), CPU)
+    tuned.fit(ratings(rows, WHOLE_STARS), None, epochs=1)
+    state = tuned.module.state_dict()
+    _, kept = production_fit("biased_mf", params, features(), rows, WHOLE_STARS, CPU, schedule, warm, state)
+    assert kept["start"] == WARM_START and kept["epochs"] == 1
 
 
 def test_tuned_ease_on_test_ranks_from_train_with_the_weights_of_train_inner(split) -> None:

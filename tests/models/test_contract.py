@@ -130,3 +130,21 @@ def test_ranking_from_a_longer_history_changes_no_weight_and_only_history_models
         assert not np.allclose(before, after)  # the validation movies are history now
     else:
         np.testing.assert_array_equal(before, after)
+
+
+NEURAL = [m for m in MODELS if registry.spec(m).family != "closed_form"]
+
+
+@pytest.mark.parametrize("name", NEURAL)
+def test_a_warm_start_continues_the_given_weights_and_a_refit_from_scratch_does_not(name: str, split) -> None:
+    tuned = _fit(name, split, {"max_epochs": 3})
+    state = copy.deepcopy(tuned.module.state_dict())
+    learnt = dict(tuned.module.named_parameters())
+    params = registry.hyper_parameters(name, FAST)
+    frozen = {"epochs": 1, "lr_schedule": [0.0]}  # one epoch that cannot move a weight
+    warm = registry.Recommender(name, params, features(), CPU)
+    warm.fit(_part(split, TRAIN, VAL), None, **frozen, init_state=state)
+    scratch = registry.Recommender(name, params, features(), CPU)
+    scratch.fit(_part(split, TRAIN, VAL), None, **frozen)
+    assert all(torch.equal(p, learnt[k]) for k, p in warm.module.named_parameters())
+    assert not all(torch.equal(p, learnt[k]) for k, p in scratch.module.named_parameters())
