@@ -17,10 +17,9 @@ from datetime import UTC, datetime
 
 from pipeline import logs, run
 from pipeline.champion import ChampionGateError
-from pipeline.config import ALL_MODELS, JOBS, NIGHTLY, NIGHTLY_MODELS
+from pipeline.config import ALL_MODELS, JOBS, NIGHTLY, NIGHTLY_MODELS, UnknownModelError
 from pipeline.datasets.download import DownloadError
 from pipeline.datasets.layouts import LayoutError
-from pipeline.models.registry import UnknownModelError
 from pipeline.validate import DataQualityError
 
 log = logging.getLogger("pipeline.cli")

@@ -29,6 +29,19 @@ ALL_MODELS = (
 # took most of a night's training time (issue 18).
 NIGHTLY_MODELS = ("most_popular", "ease", "biased_mf", "neumf_features", "sasrec")
 
+
+class UnknownModelError(ValueError):
+    """A model name in the config that the registry does not know."""
+
+
+def check_model_names(names) -> None:
+    """Fail on a name no model has, naming the known ones; without importing the models (torch),
+    which the first task of a run has no other use for."""
+    for name in names or ():
+        if name not in ALL_MODELS:
+            raise UnknownModelError(f"unknown model {name!r}; available: {', '.join(ALL_MODELS)}")
+
+
 # What a run is for. "nightly": decide on validation alone, test figures from the tuned model,
 # production fits of the champion and the rater only, publish. "evaluation" (the weekly job):
 # every model under both protocols, refit on train for test figures, publish nothing.

@@ -22,6 +22,7 @@ from pipeline.config import (
     NIGHTLY,
     NIGHTLY_MODELS,
     RunConfig,
+    check_model_names,
     default_warehouse,
     safe_name,
     threads_per_task,
@@ -62,12 +63,9 @@ def prepare(
 ) -> str:
     """Create the run folder with its config; return its path. `job`: "nightly" (decide on
     validation, publish) or "evaluation" (every model under both protocols, publish nothing)."""
-    from pipeline.models import registry
-
     if job not in JOBS:
         raise ValueError(f"job must be one of {', '.join(JOBS)}, not {job!r}")
-    for name in models or ():
-        registry.spec(name)  # an unknown name fails here, naming the known ones
+    check_model_names(models)  # an unknown name fails here, naming the known ones
     cfg = RunConfig(
         run_id=run_id,
         dataset=str(Path(dataset).resolve()) if dataset else "",

@@ -10,6 +10,7 @@ report.json and on the HTML page.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import ctypes.util
 import functools
@@ -47,11 +48,26 @@ def release_free_memory(collect: bool = True) -> bool:
     earlier stages freed as its own: numpy and torch buffers of a few MB come from the heap, and
     glibc returns a freed heap page only at the top of the heap. A long loop of tensors of varying
     sizes (an epoch) fragments the heap the same way. False where there is no glibc.
+
+    The collection then freezes what survived it (gc.freeze): Airflow, Great Expectations and
+    torch leave some 660,000 tracked objects in a `dags test` process, and each full collection
+    walked them all, 0.4-0.6 s a stage, 7 s of a 2-minute ml-100k run. Frozen objects are still
+    freed when their last reference goes; only a reference cycle among them that dies later is
+    never collected, and what is alive at a stage boundary is modules, caches and Airflow's own.
+    They are thawed at exit, so the interpreter's last collection still finalises them (DuckDB's
+    bindings report every object left unfinalised as a leak).
     """
     if collect:
         gc.collect()
+        gc.freeze()
+        _thaw_at_exit()
     trim = _malloc_trim()
     return bool(trim(0)) if trim is not None else False
+
+
+@functools.cache
+def _thaw_at_exit() -> None:
+    atexit.register(gc.unfreeze)
 
 
 @functools.cache

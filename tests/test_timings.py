@@ -110,3 +110,24 @@ def test_a_later_stage_starts_without_the_heap_an_earlier_stage_freed(tmp_path: 
     split(str(tmp_path))
     entries = {e["task"]: e for e in timings.collect(tmp_path)}
     assert entries["split"]["start_rss_mib"] < entries["features"]["peak_rss_mib"] - 500
+
+
+def test_a_stage_boundary_collects_cycles_then_freezes_the_survivors_so_later_collections_skip_them() -> None:
+    import gc
+    import weakref
+
+    class Node:
+        pass
+
+    dead, alive = Node(), Node()
+    dead.me, alive.me = dead, alive  # two reference cycles; only `alive` is still referenced
+    gone = weakref.ref(dead)
+    del dead
+    gc.unfreeze()
+    try:
+        timings.release_free_memory()
+        assert gone() is None  # the garbage cycle was collected first
+        # the survivor is frozen: no longer among the objects a collection walks
+        assert gc.get_freeze_count() > 0 and not any(o is alive for o in gc.get_objects())
+    finally:
+        gc.unfreeze()

@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from pipeline.config import TrainParams
+from pipeline.config import TrainParams, UnknownModelError, check_model_names  # noqa: F401 (UnknownModelError: re-exported)
 from pipeline.models.baselines import EASE, MostPopular, interactions
 from pipeline.models.biased_mf import BiasedMF
 from pipeline.models.pair_mlp import PairMLP
@@ -158,13 +158,9 @@ SPECS: dict[str, ModelSpec] = {
 }
 
 
-class UnknownModelError(ValueError):
-    """A model name in the config that the registry does not know."""
-
-
 def spec(name: str) -> ModelSpec:
     if name not in SPECS:
-        raise UnknownModelError(f"unknown model {name!r}; available: {', '.join(SPECS)}")
+        check_model_names([name])  # raises, naming the known ones
     return SPECS[name]
 
 
