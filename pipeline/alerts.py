@@ -108,8 +108,10 @@ def record_checks(
     now = datetime.now(UTC).replace(tzinfo=None)
     failures = [r for r in results if not r.success]
     with transaction(con):
-        for table in ("dq_results", "dq_alerts", "dq_quarantine"):
+        for table in ("dq_results", "dq_quarantine"):
             con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+        # a retried run's earlier stop at fetch stays on record: it happened, and was fixed
+        con.execute("DELETE FROM dq_alerts WHERE run_id = ? AND suite <> ?", [run_id, FETCH_SUITE])
         if results:
             con.executemany(
                 "INSERT INTO dq_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -238,6 +240,21 @@ def task_failure_alert(context: dict) -> Alert:
     details = [f"task {dag}.{task} failed (try {getattr(ti, 'try_number', '?')})", f"error: {error}"[:2000]]
     log_url = getattr(ti, "log_url", None)
     return Alert(run_id, "critical", f"task {task} of {dag} failed", details, log_url)
+
+
+FETCH_SUITE = "fetch"  # the dq_alerts suite of problems that stop a run before validation
+
+
+def fetch_alert(con: duckdb.DuckDBPyConnection, run_id: str, file: str, rule: str, message: str) -> Alert:
+    """A critical dq_alerts row and the Alert for an input problem found before validation could
+    start (a missing file, an unrecognised layout, a malformed spec, an unreadable file, a failed
+    download): the alert table records every input problem that stopped a run, not only GX's."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    with transaction(con):
+        con.execute("DELETE FROM dq_alerts WHERE run_id = ? AND suite = ?", [run_id, FETCH_SUITE])
+        row = [run_id, now, file, FETCH_SUITE, rule, None, "critical", None, None, None, message, None]
+        con.execute(INSERT_ALERT, row)
+    return Alert(run_id, "critical", f"input problem in {file} ({rule}): run stopped, nothing published", [message])
 
 
 def champion_alert(con: duckdb.DuckDBPyConnection, run_id: str, verdict: dict) -> Alert:

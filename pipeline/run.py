@@ -108,17 +108,22 @@ def _layout(run_dir: str) -> Layout:
 @timed()
 def fetch(run_dir: str) -> str:
     """Find the raw files (downloading ml-latest-small when no folder is given) and record them."""
-    from pipeline.datasets.download import fetch_ml_latest_small, sha256_of
+    from pipeline.datasets.download import DownloadError, fetch_ml_latest_small, sha256_of
+    from pipeline.datasets.layouts import LayoutError
     from pipeline.datasets.spec import resolve_dataset
 
     cfg = _cfg(run_dir)
-    source = Path(cfg.dataset) if cfg.dataset else fetch_ml_latest_small(var_dir() / "data")
-    folder, layout = resolve_dataset(source)
-    files = {
-        f.name: {"kind": f.kind, "bytes": (folder / f.name).stat().st_size, "sha256": sha256_of(folder / f.name)}
-        for f in layout.files
-        if (folder / f.name).is_file()
-    }
+    try:
+        source = Path(cfg.dataset) if cfg.dataset else fetch_ml_latest_small(var_dir() / "data")
+        folder, layout = resolve_dataset(source)
+        files = {
+            f.name: {"kind": f.kind, "bytes": (folder / f.name).stat().st_size, "sha256": sha256_of(folder / f.name)}
+            for f in layout.files
+            if (folder / f.name).is_file()
+        }
+    except (LayoutError, DownloadError, OSError) as exc:
+        _record_fetch_stop(cfg, exc)
+        raise
     manifest = {"folder": str(folder), "layout": layout.to_dict(), "files": files}
     (Path(run_dir) / "manifest.json").write_text(json.dumps(manifest, indent=2))
     log.info(
@@ -129,6 +134,29 @@ def fetch(run_dir: str) -> str:
         ", ".join(files),
     )
     return run_dir
+
+
+def _record_fetch_stop(cfg: RunConfig, exc: Exception) -> None:
+    """The dq_alerts row and the notification for an input problem that stops the run at fetch."""
+    from pipeline import alerts
+    from pipeline.datasets.download import DownloadError
+    from pipeline.datasets.spec import SpecError
+
+    if isinstance(exc, SpecError):
+        file, rule = str(exc.path), "dataset_spec_is_valid"
+    elif isinstance(exc, DownloadError):
+        file, rule = cfg.dataset or "ml-latest-small download", "dataset_downloads"
+    elif isinstance(exc, OSError):
+        file, rule = str(exc.filename or cfg.dataset), "file_is_readable"
+    else:
+        file, rule = str(cfg.dataset), "dataset_layout_is_recognised"
+    try:
+        with warehouse.connect(cfg.warehouse) as con:
+            alert = alerts.fetch_alert(con, cfg.run_id, file, rule, str(exc))
+    except Exception as db_exc:  # the input problem is the news; a warehouse that cannot take it is logged
+        log.error("could not record the input problem in dq_alerts: %s", db_exc)
+        alert = alerts.Alert(cfg.run_id, "critical", f"input problem in {file} ({rule}): run stopped", [str(exc)])
+    alerts.notify(alert)
 
 
 @timed()
