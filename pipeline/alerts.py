@@ -44,12 +44,20 @@ class AlertSettings:
     smtp_host: str = "localhost"
     smtp_port: int = 25
     smtp_user: str | None = None
-    smtp_password: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)  # secrets stay out of any repr or log
     smtp_starttls: bool = False
     mail_from: str = "movielens-pipeline@localhost"
     mail_to: tuple[str, ...] = ()
-    webhook_url: str | None = None
+    webhook_url: str | None = field(default=None, repr=False)  # its path is the token (Slack's)
     timeout_s: float = 10.0
+
+    def redact(self, text: str) -> str:
+        """`text` with the password and the webhook URL (its token) replaced: an error a channel
+        raises can quote them (urllib quotes a malformed URL whole)."""
+        for secret in (self.smtp_password, self.webhook_url):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> AlertSettings:
@@ -185,7 +193,7 @@ def notify(alert: Alert, settings: AlertSettings | None = None) -> list[str]:
         try:
             {"log": _to_log, "email": _to_email, "webhook": _to_webhook}[channel](alert, settings)
         except Exception as exc:  # one dead channel must not silence the others
-            log.error("alert channel %s failed: %s", channel, exc)
+            log.error("alert channel %s failed: %s", channel, settings.redact(str(exc)))
             failed.append(channel)
     return failed
 

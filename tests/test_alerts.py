@@ -149,3 +149,57 @@ def test_task_failure_callback_alert_names_task_and_error() -> None:
     alert = alerts.task_failure_alert({"task_instance": TI(), "dag_run": Run(), "exception": RuntimeError("CUDA OOM")})
     assert alert.severity == "critical" and "train" in alert.headline and "CUDA OOM" in alert.text()
     assert alert.run_id == "scheduled__2026-11-23" and alert.link == "http://airflow/log"
+
+
+PASSWORD, TOKEN = "pw-S3CRET-7181", "T0KEN-S3CRET-9464"
+
+
+def test_a_channel_error_quoting_the_webhook_url_is_logged_without_it(caplog) -> None:
+    settings = AlertSettings.from_env(
+        {
+            "MOVIELENS_ALERT_CHANNELS": "webhook",
+            # no scheme: urllib's error quotes the whole URL, token included
+            "MOVIELENS_ALERT_WEBHOOK_URL": f"hooks.example.org/services/{TOKEN}",
+            "MOVIELENS_SMTP_PASSWORD": PASSWORD,
+        }
+    )
+    assert notify(Alert("r", "critical", "boom", ["detail"]), settings) == ["webhook"]
+    assert "alert channel webhook failed" in caplog.text and "***" in caplog.text
+    assert TOKEN not in caplog.text
+    assert TOKEN not in repr(settings) and PASSWORD not in repr(settings)
+
+
+def test_secrets_never_reach_the_logs_tables_report_or_data_docs_of_a_run(
+    webhook_server, tmp_path: Path, isolated_var_dir: Path, monkeypatch, capfd, caplog
+) -> None:
+    import duckdb
+
+    from pipeline.cli import main
+    from tests.synthetic import make, write_ml1m
+
+    url, received = webhook_server
+    monkeypatch.setenv("MOVIELENS_ALERT_CHANNELS", "log,email,webhook")
+    monkeypatch.setenv("MOVIELENS_ALERT_WEBHOOK_URL", f"{url}/{TOKEN}")
+    monkeypatch.setenv("MOVIELENS_ALERT_TO", "oncall@example.org")
+    monkeypatch.setenv("MOVIELENS_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("MOVIELENS_SMTP_PORT", "1")  # nothing listens: the email channel fails and is logged
+    monkeypatch.setenv("MOVIELENS_SMTP_USER", "pipeline")
+    monkeypatch.setenv("MOVIELENS_SMTP_PASSWORD", PASSWORD)
+    folder = write_ml1m(tmp_path / "ml1m", make(n_users=30, n_movies=40, per_user=15))
+    with open(folder / "ratings.dat", "a", encoding="latin-1") as fh:
+        fh.write("1::2\n")  # a truncated line: quarantined, and a warning alert goes out
+    wh = tmp_path / "wh.duckdb"
+    args = ["run", "--dataset", str(folder), "--warehouse", str(wh), "--models", "most_popular,biased_mf"]
+    assert main([*args, "--max-epochs", "1", "--device", "cpu", "--run-id", "secretive"]) == 0
+    assert len(received) == 1  # the webhook, token and all, was used
+    out = capfd.readouterr()
+    written = [out.out, out.err, caplog.text]  # the log, wherever pytest routed it
+    for path in [*isolated_var_dir.rglob("*"), *tmp_path.glob("wh*")]:
+        if path.is_file() and path.suffix != ".duckdb":
+            written.append(path.read_bytes().decode("utf-8", "replace"))
+    with duckdb.connect(str(wh), read_only=True) as con:
+        for (table,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall():
+            written.append(str(con.execute(f'SELECT * FROM "{table}"').fetchall()))
+    assert "alert channel email failed" in "".join(written)  # the scan reads what the run logged
+    leaks = [i for i, text in enumerate(written) if PASSWORD in text or TOKEN in text]
+    assert not leaks, f"secrets in {leaks}"
