@@ -166,3 +166,14 @@ def test_checking_a_file_in_parts_finds_the_same_problems_and_stages_the_same_ro
     staged = pl.read_parquet(tmp_path / "staged" / "ratings" / "*.parquet")
     assert len(list((tmp_path / "staged" / "ratings").glob("*.parquet"))) > 1
     assert staged.height == len(whole.staged["ratings"]) == len(lines) - 3
+
+
+def test_a_csv_header_carrying_sql_is_a_column_name_not_sql(tmp_path: Path) -> None:
+    folder = write_ml_latest(tmp_path / "latest", make(n_users=10, n_movies=10, per_user=5))
+    path = folder / "ratings.csv"
+    hostile = 'timestamp", 42 AS "injected'  # unescaped, this closes the identifier and adds a column
+    header = "userId,movieId,rating," + '"' + hostile.replace('"', '""') + '"'
+    path.write_text(path.read_text().replace("userId,movieId,rating,timestamp", header, 1), newline="")
+    failure = _only_failure(_validate(folder))
+    assert failure.expectation == "expect_table_columns_to_match_ordered_list"
+    assert hostile in failure.samples[0] and failure.severity == "critical"

@@ -111,11 +111,17 @@ def _hashed(names: list[str], hash_key: str | None, source: str) -> tuple[str, s
     return f", NULL::UBIGINT AS {HASH_COLUMN}", None
 
 
+def _ident(name: str) -> str:
+    """`name` as a quoted SQL identifier. A CSV header's names come from the file itself: a quote
+    in one must stay part of the name, never end the identifier and start SQL."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def _read_delimited(
     con: duckdb.DuckDBPyConnection, path: Path, raw_file: RawFile, encoding: str, hash_key: str | None
 ) -> RawRead:
     names = list(raw_file.columns)
-    projection = ", ".join(f'fields[{i + 1}] AS "{name}"' for i, name in enumerate(names) if name != IGNORED)
+    projection = ", ".join(f"fields[{i + 1}] AS {_ident(name)}" for i, name in enumerate(names) if name != IGNORED)
     hashed, hash_key = _hashed(names, hash_key, f"fields[{names.index(hash_key) + 1}]" if hash_key in names else "")
     table = f"raw_{raw_file.kind}"
     skip = 1 if raw_file.skips_header else 0
@@ -148,7 +154,7 @@ def _read_csv(
         # Keep the names as found: the structure check reports them.
         found = found or []
         names = [*found[:n], *(f"_unnamed_{i}" for i in range(len(found), n))]
-    projection = ", ".join(f'c{i} AS "{name}"' for i, name in enumerate(names) if name != IGNORED)
+    projection = ", ".join(f"c{i} AS {_ident(name)}" for i, name in enumerate(names) if name != IGNORED)
     hashed, hash_key = _hashed(names, hash_key, f"c{names.index(hash_key)}" if hash_key in names else "")
     table = f"raw_{raw_file.kind}"
     con.execute(

@@ -181,6 +181,12 @@ def _files(
         if not isinstance(path, str) or not path:
             problems.append(f"{where}.path: missing; the file's name, relative to the spec's folder")
             continue
+        if not _inside(folder, path):
+            problems.append(
+                f"{where}.path: {path!r} leads outside the spec's folder {folder} (an absolute path, '..' or "
+                "a symlink out): a spec names files in its own folder only"
+            )
+            continue
         if not (folder / path).is_file():
             problems.append(f"{where}.path: {folder / path} does not exist")
         columns = _columns(entry.get("columns"), kind, where, problems)
@@ -248,6 +254,12 @@ def _separator(value: Any, where: str, problems: list[str]) -> str:
     if value in ('"', "\n", "\r"):
         problems.append(f"{where}: {value!r} cannot separate fields")
     return value
+
+
+def _inside(folder: Path, path: str) -> bool:
+    """Whether `path` (from the spec) resolves, symlinks followed, to somewhere in `folder`."""
+    root = folder.resolve()
+    return (root / path).resolve().is_relative_to(root)
 
 
 def _bool(value: Any, where: str, problems: list[str]) -> bool:

@@ -146,3 +146,30 @@ def test_minimal_spec_without_timestamps_genres_or_steps_runs_end_to_end(tmp_pat
         rows, users = con.execute("SELECT count(*), count(DISTINCT user_id) FROM current_recommendations").fetchall()[0]
         untimed = con.execute('SELECT count(*) FROM ratings WHERE "timestamp" IS NULL').fetchall()[0][0]
     assert (rows, users) == (90, 30) and untimed == len(data.ratings)
+
+
+@pytest.mark.parametrize("how", ["dotdot", "absolute", "symlink"])
+def test_a_spec_naming_a_file_outside_its_folder_is_refused_before_anything_is_read(
+    spec_folder: Path, tmp_path: Path, how: str
+) -> None:
+    outside = tmp_path / "elsewhere" / "secrets.txt"
+    outside.parent.mkdir()
+    outside.write_text('id;name;tags\ntt0000001;"x";Drama\n')
+    if how == "symlink":
+        (spec_folder / "link.txt").symlink_to(outside)
+    path = {"dotdot": "../elsewhere/secrets.txt", "absolute": str(outside), "symlink": "link.txt"}[how]
+    (spec_folder / "dataset.toml").write_text(SPEC.replace('path = "catalogue.txt"', f'path = "{path}"', 1))
+    with pytest.raises(SpecError) as err:
+        resolve_dataset(spec_folder)
+    assert "files.movies.path" in str(err.value) and "outside the spec's folder" in str(err.value)
+
+
+def test_a_spec_separator_carrying_sql_is_only_a_separator(spec_folder: Path) -> None:
+    spec = spec_folder / "dataset.toml"
+    spec.write_text(SPEC.replace('separator = ";"', 'separator = "\'); DROP TABLE x; --"', 1))
+    folder, layout = resolve_dataset(spec_folder)  # any text may separate fields; it is a bound parameter
+    report = validate_folder(folder, layout)
+    # nothing splits on it, so every line has one field: each file is refused by the field-count
+    # rule (had it reached SQL as text, DuckDB's parse error would be a file_is_readable failure)
+    critical = {(f.file.rsplit("/", 1)[-1], f.column) for f in report.failures if f.severity == "critical"}
+    assert critical == {("scores.txt", "_n_fields"), ("catalogue.txt", "_n_fields")}
