@@ -253,16 +253,20 @@ def task_failure_alert(context: dict) -> Alert:
 FETCH_SUITE = "fetch"  # the dq_alerts suite of problems that stop a run before validation
 
 
-def fetch_alert(con: duckdb.DuckDBPyConnection, run_id: str, file: str, rule: str, message: str) -> Alert:
-    """A critical dq_alerts row and the Alert for an input problem found before validation could
-    start (a missing file, an unrecognised layout, a malformed spec, an unreadable file, a failed
-    download): the alert table records every input problem that stopped a run, not only GX's."""
+def fetch_alert(run_id: str, file: str, rule: str, message: str) -> Alert:
+    """The Alert for an input problem found before validation could start (a missing file, an
+    unrecognised layout, a malformed spec, an unreadable file, a failed download)."""
+    return Alert(run_id, "critical", f"input problem in {file} ({rule}): run stopped, nothing published", [message])
+
+
+def record_fetch_alert(con: duckdb.DuckDBPyConnection, alert: Alert, file: str, rule: str) -> None:
+    """Its critical dq_alerts row: the alert table records every input problem that stopped a run,
+    not only the ones Great Expectations found."""
     now = datetime.now(UTC).replace(tzinfo=None)
     with transaction(con):
-        con.execute("DELETE FROM dq_alerts WHERE run_id = ? AND suite = ?", [run_id, FETCH_SUITE])
-        row = [run_id, now, file, FETCH_SUITE, rule, None, "critical", None, None, None, message, None]
+        con.execute("DELETE FROM dq_alerts WHERE run_id = ? AND suite = ?", [alert.run_id, FETCH_SUITE])
+        row = [alert.run_id, now, file, FETCH_SUITE, rule, None, "critical", None, None, None, alert.details[0], None]
         con.execute(INSERT_ALERT, row)
-    return Alert(run_id, "critical", f"input problem in {file} ({rule}): run stopped, nothing published", [message])
 
 
 def champion_alert(con: duckdb.DuckDBPyConnection, run_id: str, verdict: dict) -> Alert:

@@ -17,7 +17,6 @@ epochs rank as well as fourteen from scratch (bench/warm_refit.py).
 
 from __future__ import annotations
 
-import copy
 import logging
 from pathlib import Path
 from typing import Any
@@ -110,14 +109,16 @@ def full_ranking_protocol(
         predictions = pl.DataFrame(
             {"actual": val["rating"].to_numpy(), "predicted": np.asarray(pred, dtype=np.float64) * scale.max}
         )
-    schedule, warm = schedule_from(tuned), warm_start_from(tuned, params)
+    schedule = schedule_from(tuned)
+    warm = warm_start_from(schedule, params)
     train, test = _part(split, TRAIN, VAL), _part(split, TEST)
     train_rows = ratings(train, scale)
     out: dict[str, Any] = {"val": val_metrics, "fit": _fit_summary(tuned), "schedule": schedule, "warm_start": warm}
     if refit:  # as production will: from the tuned weights when the model warm-starts, else from scratch
-        init = copy.deepcopy(model.module.state_dict()) if warm else None
-        refitted = Recommender(name, params, feats, device)
-        fitted = refitted.fit(train_rows, None, **(warm or schedule), init_state=init)
+        refitted = Recommender(name, params, feats, device)  # load_state_dict copies the tuned weights in
+        fitted = refitted.fit(
+            train_rows, None, **(warm or schedule), init_state=model.module.state_dict() if warm else None
+        )
         out["refit"] = {**_fit_summary(fitted), "start": WARM_START if warm else FROM_SCRATCH}
         out["test"] = ranking_metrics(refitted, train, test, scale, max_users)
     # the tuned model ranking from train, weights unchanged: the nightly job's test figures; in the
@@ -162,13 +163,13 @@ def schedule_from(tuned) -> dict[str, Any]:
     return {"epochs": max(tuned.best_epoch, 1), "lr_schedule": lrs}
 
 
-def warm_start_from(tuned, params: dict[str, Any]) -> dict[str, Any] | None:
-    """`warm_epochs` more epochs at the tuned run's last chosen learning rate, for a model that
-    refits from its tuned weights (None: it refits from scratch, or has no epochs)."""
+def warm_start_from(schedule: dict[str, Any], params: dict[str, Any]) -> dict[str, Any] | None:
+    """`warm_epochs` more epochs at the last learning rate of the tuned `schedule`, for a model
+    that refits from its tuned weights (None: it refits from scratch, or has no epochs)."""
     epochs = int(params.get("warm_epochs", 0))
-    if epochs <= 0 or not tuned.history:
+    if epochs <= 0 or not schedule:
         return None
-    lr = tuned.history[max(tuned.best_epoch, 1) - 1]["lr"]
+    lr = schedule["lr_schedule"][-1] if schedule["lr_schedule"] else float(params["lr"])
     return {"epochs": epochs, "lr_schedule": [lr] * epochs}
 
 

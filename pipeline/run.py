@@ -137,25 +137,18 @@ def fetch(run_dir: str) -> str:
 
 
 def _record_fetch_stop(cfg: RunConfig, exc: Exception) -> None:
-    """The dq_alerts row and the notification for an input problem that stops the run at fetch."""
+    """The dq_alerts row and the notification for an input problem that stops the run at fetch:
+    the error names its rule (LayoutError, SpecError, DownloadError); an OSError is an unreadable file."""
     from pipeline import alerts
-    from pipeline.datasets.download import DownloadError
-    from pipeline.datasets.spec import SpecError
 
-    if isinstance(exc, SpecError):
-        file, rule = str(exc.path), "dataset_spec_is_valid"
-    elif isinstance(exc, DownloadError):
-        file, rule = cfg.dataset or "ml-latest-small download", "dataset_downloads"
-    elif isinstance(exc, OSError):
-        file, rule = str(exc.filename or cfg.dataset), "file_is_readable"
-    else:
-        file, rule = str(cfg.dataset), "dataset_layout_is_recognised"
+    file = getattr(exc, "path", None) or getattr(exc, "filename", None) or cfg.dataset or "ml-latest-small download"
+    rule = getattr(exc, "rule", "file_is_readable")
+    alert = alerts.fetch_alert(cfg.run_id, str(file), rule, str(exc))
     try:
         with warehouse.connect(cfg.warehouse) as con:
-            alert = alerts.fetch_alert(con, cfg.run_id, file, rule, str(exc))
+            alerts.record_fetch_alert(con, alert, str(file), rule)
     except Exception as db_exc:  # the input problem is the news; a warehouse that cannot take it is logged
         log.error("could not record the input problem in dq_alerts: %s", db_exc)
-        alert = alerts.Alert(cfg.run_id, "critical", f"input problem in {file} ({rule}): run stopped", [str(exc)])
     alerts.notify(alert)
 
 

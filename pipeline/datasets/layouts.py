@@ -245,6 +245,8 @@ LAYOUTS = (ML_100K, ML_1M, ML_10M, ML_LATEST)
 class LayoutError(ValueError):
     """The folder holds no recognisable MovieLens layout."""
 
+    rule = "dataset_layout_is_recognised"  # its dq_alerts rule when it stops a run (pipeline.run.fetch)
+
 
 def detect_layout(folder: Path) -> Layout:
     """Pick the release layout from the files present in `folder`.

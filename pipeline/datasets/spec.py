@@ -43,6 +43,8 @@ FILE_KEYS = {"path", "columns", "separator", "encoding", "header"}
 class SpecError(LayoutError):
     """The dataset spec is malformed; the message lists every mistake with its key."""
 
+    rule = "dataset_spec_is_valid"
+
     def __init__(self, path: Path, problems: list[str]) -> None:
         listed = "\n".join(f"  - {p}" for p in problems)
         super().__init__(f"dataset spec {path} has {len(problems)} problem(s):\n{listed}")
