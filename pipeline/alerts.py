@@ -1,7 +1,7 @@
 """Data-quality alerts: rows in the warehouse, and a notification that reaches a person.
 
 Every check goes to dq_results, every failed check to dq_alerts, every
-quarantined row to dq_quarantine. One notification per run (not one per
+quarantined row to dq_quarantine, every nulled value to dq_nulled. One notification per run (not one per
 rule, so a bad night is one page, not fifty) goes through the channels named
 in MOVIELENS_ALERT_CHANNELS: `log` (the default), `email` (SMTP) and
 `webhook` (a Slack-compatible JSON POST). A channel that cannot be reached is
@@ -111,12 +111,14 @@ def record_checks(
     run_id: str,
     results: Sequence[CheckResult],
     quarantine: pd.DataFrame | None = None,
+    nulled: pd.DataFrame | None = None,
 ) -> int:
-    """Write checks, alerts and quarantined rows for `run_id` in one transaction; return the alert count."""
+    """Write checks, alerts, quarantined rows and nulled values for `run_id` in one transaction;
+    return the alert count."""
     now = datetime.now(UTC).replace(tzinfo=None)
     failures = [r for r in results if not r.success]
     with transaction(con):
-        for table in ("dq_results", "dq_quarantine"):
+        for table in ("dq_results", "dq_quarantine", "dq_nulled"):
             con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
         # a retried run's earlier stop at fetch stays on record: it happened, and was fixed
         con.execute("DELETE FROM dq_alerts WHERE run_id = ? AND suite <> ?", [run_id, FETCH_SUITE])
@@ -168,6 +170,13 @@ def record_checks(
                 [run_id, now],
             )
             con.unregister("quarantine_frame")
+        if nulled is not None and len(nulled):
+            con.register("nulled_frame", nulled)
+            con.execute(
+                'INSERT INTO dq_nulled SELECT ?, ?, file, kind, line, "column", rule, value FROM nulled_frame',
+                [run_id, now],
+            )
+            con.unregister("nulled_frame")
     return len(failures)
 
 

@@ -172,7 +172,7 @@ def validate(run_dir: str) -> str:
         staged_dir=Path(run_dir) / "staged",
     )
     with warehouse.connect(cfg.warehouse) as con:
-        n_alerts = alerts.record_checks(con, cfg.run_id, report.results, report.quarantine)
+        n_alerts = alerts.record_checks(con, cfg.run_id, report.results, report.quarantine, report.nulled)
         now = datetime.now(UTC).replace(tzinfo=None)
         con.execute("DELETE FROM dq_row_counts WHERE run_id = ?", [cfg.run_id])
         for kind, n in report.row_counts.items():
@@ -183,21 +183,24 @@ def validate(run_dir: str) -> str:
     if alert is not None:
         alerts.notify(alert)
     quarantined = report.quarantine.groupby("kind").size().to_dict() if len(report.quarantine) else {}
+    nulled = report.nulled.groupby("kind").size().to_dict() if len(report.nulled) else {}
     summary = {
         "passed": report.passed,
         "checks": len(report.results),
         "alerts": {s: sum(1 for f in report.failures if f.severity == s) for s in ("critical", "warning")},
         "rows": report.row_counts,
         "quarantined": {k: int(v) for k, v in quarantined.items()},
+        "nulled": {k: int(v) for k, v in nulled.items()},
         "data_docs": report.docs_index,
     }
     (Path(run_dir) / "validation.json").write_text(json.dumps(summary, indent=2))
     log.info(
-        "validation: %d checks, %d alerts (%d critical), quarantined %s; Data Docs: %s",
+        "validation: %d checks, %d alerts (%d critical), quarantined %s, nulled and flagged %s; Data Docs: %s",
         len(report.results),
         n_alerts,
         summary["alerts"]["critical"],
         summary["quarantined"] or "nothing",
+        summary["nulled"] or "nothing",
         report.docs_index,
     )
     if not report.passed:

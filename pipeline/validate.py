@@ -10,13 +10,22 @@ Each suite has four sections, run in order on one file:
   files, on typed values.
 
 Every rule has a severity. `critical` stops the run before anything is
-published. `warning` lets it go on and still raises an alert; a warning rule
-marked `quarantine` is about single rows, and the rows that break it are set
-aside (file, line, rule, text) instead of loaded. When more than
-`max_bad_fraction` of a file's rows (and more than ALWAYS_QUARANTINE rows,
-or every row) break such a rule, the file itself is suspect (wrong
-separator, wrong unit) and the rule escalates to critical.
-A file whose structure fails critically is not checked further.
+published. `warning` lets it go on and still raises an alert, and says what
+happens to the rows that break it, so a bad value is never alerted and kept:
+- `quarantine`: the row is set aside (file, line, rule, text) instead of
+  loaded; for rules whose row is useless without the value (ids, ratings,
+  times).
+- `null`: the value is nulled, the row is loaded with a `dq_flags` entry
+  naming the column and the rule, and dq_nulled keeps the value as read; for
+  side attributes a row is useful without (a user's gender, a movie's genres,
+  a link's tmdbId). Downstream, a null is an unknown.
+- `alert_only` (its reason as the value): rules about a whole column's shape
+  ('mostly'), or rows that are held back rather than bad.
+When more than `max_bad_fraction` of a file's rows (and more than
+ALWAYS_QUARANTINE rows, or every row) break a quarantine or null rule, the
+file itself is suspect (wrong separator, wrong unit, wrong layout) and the
+rule escalates to critical. A file whose structure fails critically is not
+checked further.
 """
 
 from __future__ import annotations
@@ -54,6 +63,8 @@ CHUNK_ROWS = 2_000_000  # rows of a big file checked at once; partitions keep (u
 PARTITION_KEY = {"ratings": "user_id", "tags": "user_id"}
 IN_MEMORY = ("movies", "users")  # small, and referenced by the other files' rules
 MAX_ROW_DROP = 0.5  # more than 50% fewer rows than the previous successful run is an error
+NULLED_COLUMNS = ["file", "kind", "line", "column", "rule", "value"]
+FLAGS = "dq_flags"  # per row: '<column>: <rule>' for each value a null rule set aside
 ID_REGEX = {"integer": r"^[0-9]+$", "text": r"^\S(.*\S)?$"}
 TIMESTAMP_REGEX = {
     "unix": r"^[0-9]+$",
@@ -78,9 +89,10 @@ class CheckResult:
     samples: list[str] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
     quarantined: int = 0
+    nulled: int = 0
     docs_url: str | None = None
     spec_index: int = -1  # position in its suite section (to merge a file's parts)
-    quarantine_rule: bool = False
+    quarantine_rule: bool = False  # a row-level rule: quarantine or null (escalates when too many break it)
 
     @property
     def blocking(self) -> bool:
@@ -98,6 +110,7 @@ class CheckResult:
         sample = f" e.g. {self.samples}" if self.samples else ""
         at = f" at line(s) {self.lines}" if self.lines else ""
         held = f"; {self.quarantined} row(s) quarantined" if self.quarantined else ""
+        held += f"; {self.nulled} value(s) nulled and flagged" if self.nulled else ""
         return f"{self.file}:{where} rule '{self.rule}' ({self.expectation}) failed:{count}{sample}{at}{held}"
 
 
@@ -109,6 +122,7 @@ class ValidationReport:
     quarantine: pd.DataFrame  # file, kind, line, rule, record
     row_counts: dict[str, int]  # data rows per file kind, as read
     docs_index: str | None = None
+    nulled: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=NULLED_COLUMNS))
 
     @property
     def failures(self) -> list[CheckResult]:
@@ -148,6 +162,7 @@ class _Context:
     chunk_rows: int = CHUNK_ROWS
     staged: dict[str, pd.DataFrame] = field(default_factory=dict)
     quarantine: list[pd.DataFrame] = field(default_factory=list)
+    nulled: list[pd.DataFrame] = field(default_factory=list)
     definitions: dict[str, Any] = field(default_factory=dict)  # GX batch and validation definitions by name
 
 
@@ -217,7 +232,8 @@ def validate_folder(
         if ctx.quarantine
         else pd.DataFrame(columns=["file", "kind", "line", "rule", "record"])
     )
-    return ValidationReport(layout.name, results, ctx.staged, quarantine, counts, docs_index)
+    nulled = pd.concat(ctx.nulled, ignore_index=True) if ctx.nulled else pd.DataFrame(columns=NULLED_COLUMNS)
+    return ValidationReport(layout.name, results, ctx.staged, quarantine, counts, docs_index, nulled)
 
 
 def _validate_file(ctx: _Context, folder: Path, raw_file: RawFile) -> tuple[list[CheckResult], int | None]:
@@ -253,13 +269,23 @@ def _validate_file(ctx: _Context, folder: Path, raw_file: RawFile) -> tuple[list
         if part + 1 < n_parts:
             next_text = io.submit(raw.chunk, reader, key, part + 1, n_parts)
         bad: dict[int, str] = {}  # line -> first quarantine rule broken
+        nulls: dict[int, list[tuple[str, str]]] = {}  # line -> (column, rule) of each value to null
         checks = _run_section(ctx, raw, text, suite, "lines", params, bad)
         if not any(r.blocking for r in checks):  # a wrong separator makes every value wrong: say it once
-            checks += _run_section(ctx, raw, text, suite, "values", params, bad)
+            checks += _run_section(ctx, raw, text, suite, "values", params, bad, nulls)
         typed = None
+        flags: dict[int, list[str]] = {}
         if not any(r.blocking for r in checks):
-            typed = _with_references(ctx, stage_typed(ctx.con, ctx.layout, raw_file.kind, text.drop(index=list(bad))))
-            checks += _run_section(ctx, raw, typed, suite, "content", params, bad)
+            kept = text.drop(index=list(bad))
+            if nulls:  # before typing: a value nulled as text is null in every typed column made from it
+                kept = kept.copy()
+                _null_values(ctx, raw, kept, nulls, flags, bad)
+            typed = _with_references(ctx, stage_typed(ctx.con, ctx.layout, raw_file.kind, kept))
+            content_nulls: dict[int, list[tuple[str, str]]] = {}
+            checks += _run_section(ctx, raw, typed, suite, "content", params, bad, content_nulls)
+            _null_values(ctx, raw, typed, content_nulls, flags, bad)
+            if _has_null_rules(suite):  # the column is there (null where nothing was flagged) for every file
+                typed[FLAGS] = pd.Series([flags.get(i) for i in typed.index], index=typed.index, dtype=object)
         for check in checks:
             merged[(check.suite, check.spec_index)] = _merge(merged.get((check.suite, check.spec_index)), check)
         if bad:
@@ -293,7 +319,50 @@ def _validate_file(ctx: _Context, folder: Path, raw_file: RawFile) -> tuple[list
 
 def _write_part(folder: Path, part: int, typed: pd.DataFrame) -> None:
     folder.mkdir(exist_ok=True)
-    pl.from_pandas(typed.reset_index(drop=True)).write_parquet(folder / f"part-{part:04d}.parquet")
+    overrides = {FLAGS: pl.List(pl.String)} if FLAGS in typed.columns else None
+    pl.from_pandas(typed.reset_index(drop=True), schema_overrides=overrides).write_parquet(
+        folder / f"part-{part:04d}.parquet"
+    )
+
+
+def _has_null_rules(suite: dict[str, Any]) -> bool:
+    return any((s.get("meta") or {}).get("null") for section in ("values", "content") for s in suite.get(section, []))
+
+
+def _null_values(
+    ctx: _Context,
+    raw: RawRead,
+    frame: pd.DataFrame,
+    nulls: dict[int, list[tuple[str, str]]],
+    flags: dict[int, list[str]],
+    bad: dict[int, str],
+) -> None:
+    """Null each listed value in `frame` (rows set aside by a quarantine rule are skipped),
+    keep it as read in ctx.nulled, and add '<column>: <rule>' to its row's flags."""
+    rows = []
+    for line in sorted(nulls):
+        if line not in frame.index or line in bad:
+            continue
+        as_read = {column: frame.at[line, column] for column, _ in nulls[line]}  # two rules may null one value
+        for column, rule in nulls[line]:
+            value = as_read[column]
+            rows.append((line, column, rule, None if pd.isna(value) else str(value)))
+            frame.at[line, column] = None
+            flags.setdefault(line, []).append(f"{column}: {rule}")
+    if rows:
+        lines, columns, rules, values = zip(*rows, strict=True)
+        ctx.nulled.append(
+            pd.DataFrame(
+                {
+                    "file": str(raw.path),
+                    "kind": raw.raw_file.kind,
+                    "line": list(lines),
+                    "column": list(columns),
+                    "rule": list(rules),
+                    "value": list(values),
+                }
+            )
+        )
 
 
 def _merge(into: CheckResult | None, new: CheckResult) -> CheckResult:
@@ -310,6 +379,7 @@ def _merge(into: CheckResult | None, new: CheckResult) -> CheckResult:
     into.samples = (into.samples + new.samples)[:SAMPLE_SIZE]
     into.lines = (into.lines + new.lines)[:SAMPLE_SIZE]
     into.quarantined += new.quarantined
+    into.nulled += new.nulled
     return into
 
 
@@ -406,7 +476,10 @@ def _run_section(
     section: str,
     params: dict[str, Any],
     bad: dict[int, str],
+    nulls: dict[int, list[tuple[str, str]]] | None = None,
 ) -> list[CheckResult]:
+    """Check one section; add the lines a quarantine rule sets aside to `bad`, and the
+    values a null rule sets aside to `nulls`."""
     specs = [s for s in suite.get(section, []) if _applies(s, ctx.layout, params, frame)]
     if not specs:
         return []
@@ -416,12 +489,13 @@ def _run_section(
     checks = {i: _to_check(raw, name, specs[i], r) for i, r in _indexed(outcome)}
     for i, check in checks.items():
         check.spec_index = i
-        check.quarantine_rule = bool((specs[i].get("meta") or {}).get("quarantine"))
+        meta = specs[i].get("meta") or {}
+        check.quarantine_rule = bool(meta.get("quarantine") or meta.get("null"))
         if section == "structure":  # the shape frame's one row is no line of the file
             check.lines, check.element_count, check.unexpected_count = [], None, None
     to_quarantine = []
     for i, check in checks.items():
-        if check.success or not (specs[i].get("meta") or {}).get("quarantine"):
+        if check.success or not check.quarantine_rule:
             continue
         n = check.element_count or len(frame)
         if _too_many(check.unexpected_count or 0, n, ctx.max_bad_fraction):
@@ -436,6 +510,12 @@ def _run_section(
             check = checks[to_quarantine[j]]
             found = result.result.get("unexpected_index_list") or []
             labels = [int(i) for i in found if isinstance(i, int | np.integer)]
+            if (specs[to_quarantine[j]].get("meta") or {}).get("null"):
+                column = specs[to_quarantine[j]]["kwargs"]["column"]
+                for i in labels:
+                    (nulls if nulls is not None else {}).setdefault(i, []).append((column, check.rule))
+                check.nulled = len([i for i in labels if i not in bad])
+                continue
             new = [i for i in labels if i not in bad]
             for i in new:
                 bad[i] = check.rule

@@ -78,6 +78,20 @@ CREATE TABLE IF NOT EXISTS dq_quarantine (
     record         VARCHAR             -- the line's fields as read
 );
 
+-- Values nulled by row-level warning rules about side attributes (a user's
+-- gender, a movie's genres, a link's tmdbId): the row was loaded with the value
+-- NULL and a dq_flags entry '<column>: <rule>'; here is the value as read.
+CREATE TABLE IF NOT EXISTS dq_nulled (
+    run_id      VARCHAR NOT NULL,
+    nulled_at   TIMESTAMP NOT NULL,
+    file        VARCHAR NOT NULL,
+    kind        VARCHAR NOT NULL,   -- movies | users | links
+    line        BIGINT NOT NULL,    -- line number in the raw file
+    column_name VARCHAR NOT NULL,
+    rule        VARCHAR NOT NULL,
+    value       VARCHAR             -- as read (NULL where the rule is that it is missing)
+);
+
 -- Data rows per raw file, per run; drift rules compare with the previous run
 -- of the same dataset that passed validation.
 CREATE TABLE IF NOT EXISTS dq_row_counts (

@@ -12,7 +12,7 @@ import pytest
 
 from pipeline import cli, run
 from pipeline.datasets.layouts import LayoutError
-from pipeline.validate import DataQualityError
+from pipeline.validate import KIND_ORDER, DataQualityError, load_suite
 from tests.corpus import CORPUS, Corruption
 from tests.synthetic import make, write_ml1m, write_ml100k, write_ml_latest, write_spec_dataset
 
@@ -84,7 +84,56 @@ def test_corruption_fails_or_warns_names_file_and_rule_and_keeps_recommendations
         else:
             assert error is None, f"a warning must not stop the run: {error}"
             assert {sev for _, _, sev in [(f, m, s) for f, s, m in alerts]} == {"warning"}
+            _assert_outcome_recorded(wh, corruption)
     assert _snapshot(wh, tmp_path / "after.csv") == before
+
+
+# Rules checked on the bytes rather than in a suite, and what they do to a row.
+FILE_LEVEL_OUTCOMES = {"CSV": "quarantine", "header's number of fields": "quarantine", "LF": "alert_only"}
+
+
+def _declared_outcome(fragment: str) -> str:
+    """What the suites say happens to a row breaking the rule `fragment` names."""
+    if fragment in FILE_LEVEL_OUTCOMES:
+        return FILE_LEVEL_OUTCOMES[fragment]
+    found = {
+        next(k for k in ("quarantine", "null", "alert_only") if spec["meta"].get(k))
+        for kind in KIND_ORDER
+        for section in ("lines", "values", "content")
+        for spec in load_suite(kind).get(section, [])
+        if fragment in spec["meta"]["rule"] and spec["meta"]["severity"] == "warning"
+    }
+    assert len(found) == 1, f"{fragment!r} names rules with outcomes {found}"
+    return found.pop()
+
+
+def _assert_outcome_recorded(wh: Path, corruption: Corruption) -> None:
+    """A warning's bad rows are quarantined, or their values nulled and flagged, never kept as they were."""
+    outcome = _declared_outcome(corruption.rule)
+    like = f"%{corruption.rule}%"
+    with duckdb.connect(str(wh), read_only=True) as con:
+        held = con.execute(
+            "SELECT count(*) FROM dq_quarantine WHERE run_id = 'corrupt' AND rule LIKE ?", [like]
+        ).fetchall()[0][0]
+        nulled = con.execute(
+            "SELECT kind, column_name FROM dq_nulled WHERE run_id = 'corrupt' AND rule LIKE ?", [like]
+        ).fetchall()
+        if outcome == "quarantine":
+            assert held >= 1 and not nulled, f"{corruption.name}: nothing quarantined under {corruption.rule!r}"
+        elif outcome == "null":
+            assert nulled and not held, f"{corruption.name}: nothing nulled under {corruption.rule!r}"
+            kind, column = nulled[0]
+            table_columns = {r[0] for r in con.execute(f"DESCRIBE {kind}").fetchall()}
+            shown = f'"{column}"' if column in table_columns else "NULL"  # u.item's genre flags become `genres`
+            flagged = con.execute(
+                f"SELECT {shown}, dq_flags FROM {kind} WHERE len(list_filter(dq_flags, lambda f: f LIKE ?)) > 0",
+                [like],
+            ).fetchall()
+            assert len(flagged) == len(nulled), f"{corruption.name}: flagged rows {flagged} for nulled {nulled}"
+            # a nulled genre list loads as an empty one (no genres known), as a file without genres does
+            assert all(value in (None, []) for value, _ in flagged), f"{corruption.name}: a nulled value was kept"
+        else:
+            assert held == 0 and not nulled, f"{corruption.name}: an alert-only rule set rows aside"
 
 
 def test_rows_dropping_by_more_than_half_since_last_success_is_critical(clean, published: Path, tmp_path: Path) -> None:

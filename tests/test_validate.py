@@ -177,3 +177,79 @@ def test_a_csv_header_carrying_sql_is_a_column_name_not_sql(tmp_path: Path) -> N
     failure = _only_failure(_validate(folder))
     assert failure.expectation == "expect_table_columns_to_match_ordered_list"
     assert hostile in failure.samples[0] and failure.severity == "critical"
+
+
+def test_every_row_level_warning_rule_says_what_happens_to_the_rows_that_break_it() -> None:
+    from pipeline.validate import KIND_ORDER, load_suite
+
+    for kind in KIND_ORDER:
+        suite = load_suite(kind)
+        for section in ("lines", "values", "content"):
+            for spec in suite.get(section, []):
+                meta = spec["meta"]
+                if meta["severity"] != "warning":
+                    continue
+                outcomes = [k for k in ("quarantine", "null", "alert_only") if meta.get(k)]
+                assert len(outcomes) == 1, f"{kind}.{section} rule {meta['rule']!r} declares {outcomes or 'none'}"
+                if meta.get("null"):
+                    assert "column" in spec["kwargs"], f"a null rule names the column it nulls: {meta['rule']!r}"
+
+
+def test_bad_gender_is_nulled_and_flagged_and_its_value_as_read_recorded(ml1m: Path, tmp_path: Path) -> None:
+    gender = (ml1m / "users.dat").read_text(encoding="latin-1").split("\n")[2].split("::")[1]
+    _edit_line(ml1m / "users.dat", 3, f"::{gender}::", "::X::")
+    report = validate_folder(ml1m, detect_layout(ml1m), staged_dir=tmp_path / "staged")
+    failure = _only_failure(report, blocking=False)
+    assert failure.column == "gender" and failure.nulled == 1 and failure.quarantined == 0
+    assert "1 value(s) nulled and flagged" in failure.message()
+    assert report.nulled[["kind", "line", "column", "value"]].values.tolist() == [["users", 3, "gender", "X"]]
+    assert report.quarantine.empty
+    users = pl.read_parquet(tmp_path / "staged" / "users" / "*.parquet")
+    assert users.height == report.row_counts["users"]  # the row is kept...
+    flagged = users.filter(pl.col("dq_flags").is_not_null())
+    assert flagged["gender"].to_list() == [None]  # ...without its bad value
+    assert flagged["dq_flags"].to_list() == [["gender: gender is F or M"]]
+    assert users.filter(pl.col("gender") == "X").is_empty()
+
+
+def test_a_content_rule_on_a_typed_value_nulls_it_too(tmp_path: Path) -> None:
+    folder = write_ml100k(tmp_path / "d", make(n_users=30, n_movies=15, per_user=8))
+    lines = (folder / "u.user").read_text(encoding="latin-1").split("\n")
+    fields = lines[4].split("|")
+    lines[4] = "|".join([fields[0], "300", *fields[2:]])  # an age of 300 years
+    (folder / "u.user").write_text("\n".join(lines), encoding="latin-1")
+    report = validate_folder(folder, detect_layout(folder), staged_dir=tmp_path / "staged")
+    failure = _only_failure(report, blocking=False)
+    assert failure.column == "age" and failure.nulled == 1
+    assert report.nulled[["line", "column", "value"]].values.tolist() == [[5, "age", "300"]]
+    users = pl.read_parquet(tmp_path / "staged" / "users" / "*.parquet")
+    row = users.filter(pl.col("user_id") == int(fields[0]))
+    assert row["age"].to_list() == [None] and row["dq_flags"].to_list()[0][0].startswith("age: ages are plausible")
+
+
+def test_too_many_bad_values_for_a_null_rule_stop_the_run_as_a_suspect_file(ml1m: Path) -> None:
+    path = ml1m / "users.dat"
+    lines = path.read_text(encoding="latin-1").split("\n")
+    path.write_text(
+        "\n".join(line.replace("::F::", "::female::").replace("::M::", "::male::") for line in lines),
+        encoding="latin-1",
+    )
+    report = _validate(ml1m)
+    failure = _only_failure(report, blocking=True)
+    assert failure.column == "gender" and "too many to quarantine, the file itself is suspect" in failure.rule
+    assert report.nulled.empty
+
+
+def test_nulled_values_reach_dq_nulled_in_the_warehouse(ml1m: Path, tmp_path: Path) -> None:
+    path = ml1m / "movies.dat"
+    lines = path.read_text(encoding="latin-1").split("\n")
+    movie, title, _ = lines[1].split("::")
+    lines[1] = f"{movie}::{title}::Drama|Not A Genre"
+    path.write_text("\n".join(lines), encoding="latin-1")
+    report = _validate(ml1m)
+    con = warehouse.connect(tmp_path / "wh.duckdb")
+    alerts.record_checks(con, "run-1", report.results, report.quarantine, report.nulled)
+    rows = con.execute("SELECT kind, line, column_name, rule, value FROM dq_nulled WHERE run_id = 'run-1'").fetchall()
+    assert rows == [("movies", 2, "genres", rows[0][3], "Drama|Not A Genre")] and "genres" in rows[0][3]
+    alerts.record_checks(con, "run-1", report.results, report.quarantine, report.nulled)  # a retry replaces its rows
+    assert con.execute("SELECT count(*) FROM dq_nulled").fetchall()[0][0] == 1

@@ -1,2 +1,2 @@
 CREATE OR REPLACE TABLE links AS
-SELECT movie_id, imdb_id, tmdb_id FROM read_parquet($path) ORDER BY movie_id;
+SELECT movie_id, imdb_id, tmdb_id, dq_flags FROM read_parquet($path) ORDER BY movie_id;
