@@ -15,6 +15,7 @@ from typing import Any
 
 import duckdb
 
+from pipeline import crashpoints
 from pipeline.sqlfiles import sql
 from pipeline.warehouse import transaction
 
@@ -52,6 +53,7 @@ def evaluate_previous(con: duckdb.DuckDBPyConnection, run_id: str, end: datetime
         con.execute("DELETE FROM forward_metrics WHERE run_id = ?", [run_id])  # a re-run replaces its row
         names = ", ".join(row)
         con.execute(f"INSERT INTO forward_metrics ({names}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
+        crashpoints.reached("forward.recorded")
     log.info(
         "forward evaluation of %s (%s, lists of %d) over [%s, %s): %d active users, hit rate %s, recall@%d %s, "
         "ndcg@%d %s",

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import duckdb
 
+from pipeline import crashpoints
 from pipeline.sqlfiles import sql
 from pipeline.warehouse import transaction
 
@@ -31,5 +32,6 @@ def load_staged(con: duckdb.DuckDBPyConnection, staged_dir: Path, as_of: datetim
                 params["as_of"] = int(as_of.timestamp())
             con.execute(sql(f"load/{kind}"), params)
             counts[kind] = con.execute(f"SELECT count(*) FROM {kind}").fetchall()[0][0]
+            crashpoints.reached("load.replaced")  # after each table: some replaced, the rest not yet
     log.info("loaded %s", ", ".join(f"{k}: {v:,} rows" for k, v in counts.items()))
     return counts

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import duckdb
 
+from pipeline import crashpoints
 from pipeline.sqlfiles import sql
 from pipeline.warehouse import transaction
 
@@ -57,10 +58,12 @@ def publish(
             con.execute("DELETE FROM published_runs WHERE run_id = ?", [old])
         if any(r != run_id for r in replaced):
             log.info("run %s replaces %s, published earlier for the same logical date", run_id, replaced)
+        crashpoints.reached("publish.deleted")
         con.execute(
             sql("publish/insert_recommendations"),
             {"run_id": run_id, "model": model, "generated_at": now, "path": str(recs_path)},
         )
+        crashpoints.reached("publish.inserted")
         broken = [
             (rule, n)
             for rule, n in con.execute(sql("publish/gates"), {"run_id": run_id, "top_n": top_n}).fetchall()
@@ -84,5 +87,6 @@ def publish(
             con.execute("UPDATE published_runs SET pruned_at = ? WHERE run_id = ?", [now, old])
         if pruned:
             log.info("dropped the rows of %d run(s) beyond the newest %d: %s", len(pruned), keep_runs, pruned)
+        crashpoints.reached("publish.recorded")  # every write done, COMMIT next
     log.info("published run %s: %d rows for %d users", run_id, n_rows, n_users)
     return int(n_rows)

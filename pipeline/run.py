@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline import warehouse
+from pipeline import crashpoints, warehouse
 from pipeline.config import (
     ALL_MODELS,
     EVALUATION,
@@ -592,7 +592,9 @@ def score_shard(run_dir: str, shard: int) -> str:
     folder.mkdir(exist_ok=True)
     path = folder / f"shard-{shard:05d}.parquet"
     out.write_parquet(path.with_suffix(".tmp"), compression=SHARD_COMPRESSION)
+    crashpoints.reached("shard.written")
     path.with_suffix(".tmp").replace(path)  # a retried shard never leaves half a file
+    crashpoints.reached("shard.renamed")
     return run_dir
 
 
@@ -635,6 +637,7 @@ def publish(run_dir: str) -> str:
             keep_runs=cfg.keep_runs,
             rating_model=_rater(run_dir),
         )
+        crashpoints.reached("publish.committed")
         serving.export(con, serving_file(cfg))
     return run_dir
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import duckdb
 
+from pipeline import crashpoints
 from pipeline.sqlfiles import sql
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ def export(con: duckdb.DuckDBPyConnection, target: str | Path) -> Path:
     started = time.perf_counter()
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(target)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     present = {
         name
@@ -59,17 +61,31 @@ def export(con: duckdb.DuckDBPyConnection, target: str | Path) -> Path:
             for table, order in TABLES.items():
                 if table in present:
                     con.execute(f"CREATE TABLE serving_export.{table} AS SELECT * FROM main.{table} {order}")
+                    crashpoints.reached("serving.copying")
         finally:
             con.execute("DETACH serving_export")
         with duckdb.connect(str(tmp)) as out:
             out.execute(sql("views"))
             out.execute("CHECKPOINT")
+        crashpoints.reached("serving.written")
         os.replace(tmp, target)
+        crashpoints.reached("serving.renamed")
     finally:
         tmp.unlink(missing_ok=True)
         tmp.with_name(tmp.name + ".wal").unlink(missing_ok=True)
     log.info("serving file %s replaced in %.1fs", target, time.perf_counter() - started)
     return target
+
+
+def _remove_leftovers(target: Path) -> None:
+    """Delete the temporary files of an export that was killed (SIGKILL runs no `finally`).
+
+    Only the process holding the warehouse writes its serving file, and it
+    holds it now, so no other export's file can be among them.
+    """
+    for stale in target.parent.glob(f".{target.name}.*.tmp*"):
+        log.warning("removing %s, left by an export that was killed before it finished", stale)
+        stale.unlink(missing_ok=True)
 
 
 class Reader:

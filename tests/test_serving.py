@@ -51,6 +51,19 @@ def test_a_failed_export_leaves_the_served_file_byte_identical_and_no_temporary_
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_an_export_removes_what_a_killed_export_left_and_nothing_else(con, tmp_path) -> None:
+    """Found by the crash harness: SIGKILL during an export runs no `finally`, and each night's
+    temporary copy of the serving file stayed on disk."""
+    _publish(con, tmp_path, "run-a", 3)
+    left = [tmp_path / ".serving.duckdb.0123abcd.tmp", tmp_path / ".serving.duckdb.0123abcd.tmp.wal"]
+    for path in left:
+        path.write_bytes(b"half a file")
+    other = tmp_path / ".other.duckdb.0123abcd.tmp"  # another target's: not this export's to remove
+    other.write_bytes(b"x")
+    serving.export(con, tmp_path / "serving.duckdb")
+    assert not any(path.exists() for path in left) and other.exists()
+
+
 def test_the_default_serving_file_sits_beside_the_warehouse() -> None:
     assert serving.serving_path("/data/wh/movielens.duckdb") == Path("/data/wh/movielens.serving.duckdb")
 
