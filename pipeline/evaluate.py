@@ -137,15 +137,15 @@ def full_ranking_metrics(
         hits = np.asarray(truth[chunk][np.arange(len(chunk))[:, None], top].todense()) > 0
         rel = n_relevant[chunk]
         for k in ks:
-            h = hits[:, :k]
+            h = hits[:, :k]  # fewer than k columns where the catalogue has fewer than k movies
             n_hits = h.sum(axis=1)
             ideal = np.array([discounts[: int(min(r, k))].sum() for r in rel])
-            precision_at = np.cumsum(h, axis=1) / np.arange(1, k + 1)
+            precision_at = np.cumsum(h, axis=1) / np.arange(1, h.shape[1] + 1)
             for name, values in (
                 (f"recall@{k}", n_hits / rel),
                 (f"precision@{k}", n_hits / k),
                 (f"hit_rate@{k}", (n_hits > 0).astype(float)),
-                (f"ndcg@{k}", (h * discounts[:k]).sum(axis=1) / ideal),
+                (f"ndcg@{k}", (h * discounts[: h.shape[1]]).sum(axis=1) / ideal),
                 (f"map@{k}", (precision_at * h).sum(axis=1) / np.minimum(rel, k)),
             ):
                 sums[name] = sums.get(name, 0.0) + float(values.sum())

@@ -62,6 +62,21 @@ def test_full_ranking_metrics_by_hand() -> None:
     assert m["users_evaluated"] == 2 and m["candidate_movies"] == 5 and m["users_without_relevant_test_item"] == 0
 
 
+def test_a_catalogue_smaller_than_k_is_ranked_whole_not_an_error() -> None:
+    """Found by the hostile-input test: 15 movies and k = 20 broke the metric arithmetic."""
+    import scipy.sparse as sp
+
+    from pipeline.evaluate import full_ranking_metrics
+
+    train = sp.csr_matrix(np.array([[1, 0, 0, 0, 0], [0, 1, 0, 0, 1], [0, 0, 1, 1, 0]], dtype=np.float32))
+    fixed = np.array([[9.0, 5, 4, 3, 2], [1, 9, 2, 8, 0], [0, 0, 0, 0, 0]])
+    args = (lambda users: fixed[users], train, np.array([0, 0, 1]), np.array([2, 3, 2]), np.array([5.0, 2.0, 4.0]), 4.0)
+    small, whole = full_ranking_metrics(*args, ks=(2, 20)), full_ranking_metrics(*args, ks=(2, 5))
+    assert small["recall@20"] == whole["recall@5"] == 1.0  # every movie is in a list of 20
+    assert small["ndcg@20"] == pytest.approx(whole["ndcg@5"]) and small["map@20"] == pytest.approx(whole["map@5"])
+    assert small["precision@20"] == pytest.approx(1 / 20)  # precision@k still divides by k
+
+
 def test_metrics_of_an_empty_test_split_are_none_not_an_error() -> None:
     empty = np.array([])
     assert rerank_metrics(empty, empty, empty, 4.0) == {
