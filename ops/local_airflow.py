@@ -3,7 +3,10 @@
 `airflow standalone` runs every component in one process group. It is
 started in a new session, so stopping it signals the whole group: SIGINT
 first (what standalone handles), then SIGTERM and SIGKILL for anything left,
-and no worker outlives it. Parallelism is low by default (2 task slots), as
+and no worker outlives it. A guard process stops the group the same way if
+whoever started it dies without stopping it (kill -9 of `make backfill` runs
+no `finally`): the Airflow would otherwise keep the port, and the next
+call would refuse to start. Parallelism is low by default (2 task slots), as
 suits a 2-core machine; the LocalExecutor otherwise starts 32 workers.
 
     python -m ops.local_airflow [--port 8080]     # `make airflow`: runs until Ctrl-C
@@ -126,20 +129,64 @@ def tail(path: Path, lines: int = 40) -> str:
 
 def stop(process: subprocess.Popen) -> None:
     """Stop the whole process group: SIGINT, then SIGTERM, then SIGKILL, each given time to work."""
+    stop_group(process.pid, process.poll)
+    process.wait(timeout=5)
+
+
+def stop_group(group: int, reap=lambda: None) -> None:
+    """SIGINT, SIGTERM, SIGKILL to process group `group` until nothing is left in it."""
     for sig, wait_s in ((signal.SIGINT, STOP_TIMEOUT_S), (signal.SIGTERM, 10), (signal.SIGKILL, 5)):
         try:
-            os.killpg(process.pid, sig)
+            os.killpg(group, sig)
         except ProcessLookupError:
-            break
+            return
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
-            process.poll()
+            reap()
             try:
-                os.killpg(process.pid, 0)  # anything left in the group?
+                os.killpg(group, 0)  # anything left in the group?
             except ProcessLookupError:
                 return
             time.sleep(0.5)
-    process.wait(timeout=5)
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a killed process its parent has not reaped yet is a zombie: not alive)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    return "\nState:\tZ" not in status
+
+
+def guard(owner: int, group: int, poll_s: float = 1.0) -> None:
+    """Until process group `group` is gone: if `owner` dies first, stop the group."""
+    while True:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        if not _alive(owner):
+            print(f"process {owner}, which started Airflow (group {group}), is gone: stopping it", flush=True)
+            stop_group(group)
+            return
+        time.sleep(poll_s)
+
+
+def _start_guard(group: int, log: Path) -> subprocess.Popen:
+    with open(log, "a") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "ops.local_airflow", "--guard", str(os.getpid()), str(group)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # outside the group it stops, and outliving a killed owner
+        )
 
 
 @contextlib.contextmanager
@@ -160,6 +207,7 @@ def running(port: int = 8080, parallelism: int = 2) -> Iterator[LocalAirflow]:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, signalled whole by stop()
         )
+    _start_guard(process.pid, home / "guard.log")
     # a SIGTERM (kill, timeout, CI) unwinds like Ctrl-C, so the finally below still stops the group
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
@@ -194,7 +242,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Run a local Airflow until Ctrl-C.")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8080)))
     parser.add_argument("--parallelism", type=int, default=2, help="task slots (2 suits a 2-core machine)")
+    parser.add_argument("--guard", nargs=2, type=int, metavar=("OWNER", "GROUP"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.guard:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C meant for Airflow is the owner's to handle
+        guard(*args.guard)
+        return
     try:
         with running(args.port, args.parallelism) as airflow:
             print(f"Airflow is up: {airflow.url}  ({airflow.login_line()})", flush=True)
