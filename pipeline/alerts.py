@@ -163,20 +163,14 @@ def record_checks(
                     for r in failures
                 ],
             )
-        if quarantine is not None and len(quarantine):
-            con.register("quarantine_frame", quarantine)
-            con.execute(
-                "INSERT INTO dq_quarantine SELECT ?, ?, file, kind, line, rule, record FROM quarantine_frame",
-                [run_id, now],
-            )
-            con.unregister("quarantine_frame")
-        if nulled is not None and len(nulled):
-            con.register("nulled_frame", nulled)
-            con.execute(
-                'INSERT INTO dq_nulled SELECT ?, ?, file, kind, line, "column", rule, value FROM nulled_frame',
-                [run_id, now],
-            )
-            con.unregister("nulled_frame")
+        for table, frame, columns in (
+            ("dq_quarantine", quarantine, "file, kind, line, rule, record"),
+            ("dq_nulled", nulled, 'file, kind, line, "column", rule, value'),
+        ):
+            if frame is not None and len(frame):
+                con.register("rows_frame", frame)
+                con.execute(f"INSERT INTO {table} SELECT ?, ?, {columns} FROM rows_frame", [run_id, now])
+                con.unregister("rows_frame")
     return len(failures)
 
 
