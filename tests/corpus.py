@@ -397,6 +397,14 @@ CORPUS: tuple[Corruption, ...] = (
         "age is a whole number",
     ),
     Corruption(
+        "ml-100k occupation not a lower-case word",
+        "ml-100k",
+        _edit("u.user", 3, _set(3, "Engineer"), sep="|"),
+        "warning",
+        "u.user",
+        "lower-case word",
+    ),
+    Corruption(
         "movie without a title",
         "ml-1m",
         _edit("movies.dat", 3, _set(1, "")),
