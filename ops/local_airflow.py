@@ -207,7 +207,7 @@ def running(port: int = 8080, parallelism: int = 2) -> Iterator[LocalAirflow]:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, signalled whole by stop()
         )
-    _start_guard(process.pid, home / "guard.log")
+    guard_process = _start_guard(process.pid, home / "guard.log")
     # a SIGTERM (kill, timeout, CI) unwinds like Ctrl-C, so the finally below still stops the group
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
@@ -223,6 +223,8 @@ def running(port: int = 8080, parallelism: int = 2) -> Iterator[LocalAirflow]:
     finally:
         print("stopping Airflow ...", flush=True)
         stop(process)
+        guard_process.terminate()  # nothing left to guard: gone before the caller goes on
+        guard_process.wait(timeout=10)
         signal.signal(signal.SIGTERM, previous)
 
 
