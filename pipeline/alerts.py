@@ -1,8 +1,9 @@
 """Data-quality alerts: rows in the warehouse, and a notification that reaches a person.
 
 Every check goes to dq_results, every failed check to dq_alerts, every
-quarantined row to dq_quarantine, every nulled value to dq_nulled. One notification per run (not one per
-rule, so a bad night is one page, not fifty) goes through the channels named
+quarantined row to dq_quarantine, every nulled value to dq_nulled. One
+notification per run (not one per rule, so a bad night is one page, not
+fifty) goes through the channels named
 in MOVIELENS_ALERT_CHANNELS: `log` (the default), `email` (SMTP) and
 `webhook` (a Slack-compatible JSON POST). A channel that cannot be reached is
 logged and does not hide the alert from the other channels. Task failures

@@ -36,6 +36,7 @@ from pipeline.timings import timed
 # one of them (issue 18). Type-only imports stay here.
 if TYPE_CHECKING:
     import duckdb
+    import pandas as pd
     import torch
 
     from pipeline.datasets.layouts import Layout
@@ -182,15 +183,13 @@ def validate(run_dir: str) -> str:
     alert = alerts.validation_alert(cfg.run_id, report.results, report.docs_index)
     if alert is not None:
         alerts.notify(alert)
-    quarantined = report.quarantine.groupby("kind").size().to_dict() if len(report.quarantine) else {}
-    nulled = report.nulled.groupby("kind").size().to_dict() if len(report.nulled) else {}
     summary = {
         "passed": report.passed,
         "checks": len(report.results),
         "alerts": {s: sum(1 for f in report.failures if f.severity == s) for s in ("critical", "warning")},
         "rows": report.row_counts,
-        "quarantined": {k: int(v) for k, v in quarantined.items()},
-        "nulled": {k: int(v) for k, v in nulled.items()},
+        "quarantined": _per_kind(report.quarantine),
+        "nulled": _per_kind(report.nulled),
         "data_docs": report.docs_index,
     }
     (Path(run_dir) / "validation.json").write_text(json.dumps(summary, indent=2))
@@ -207,6 +206,11 @@ def validate(run_dir: str) -> str:
         _report_before_failing(run_dir)  # whoever is paged sees the failed checks on the run's page too
         raise DataQualityError([r for r in report.results if r.blocking])
     return run_dir
+
+
+def _per_kind(rows: pd.DataFrame) -> dict[str, int]:
+    """Rows of a quarantine or nulled-values frame per file kind."""
+    return {str(k): int(v) for k, v in rows["kind"].value_counts().items()}
 
 
 def _previous_counts(con: duckdb.DuckDBPyConnection, dataset: str, run_id: str) -> dict[str, int]:

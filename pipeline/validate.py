@@ -249,13 +249,14 @@ def _validate_file(ctx: _Context, folder: Path, raw_file: RawFile) -> tuple[list
     # Table-level rules see the file's shape in one row: its columns, and its row
     # count as _n_rows (a frame of all its rows would cost GX a 25M-row fingerprint).
     shape = pd.DataFrame({**{c: [None] for c in raw.columns}, "_n_rows": [raw.n_rows]})
-    results += _run_section(ctx, raw, shape, suite, "structure", params, {})
+    results += _run_section(ctx, raw, shape, suite, "structure", params, {}, {})
     if any(r.blocking for r in results):
         return results, n_rows
     key = PARTITION_KEY.get(raw_file.kind)
     n_parts = max(1, math.ceil(raw.n_rows / ctx.chunk_rows)) if key in raw.columns else 1
     merged: dict[tuple[str, int], CheckResult] = {}
     typed_parts: list[pd.DataFrame] = []
+    flagged_kind = _has_null_rules(suite)
     # GX checks a part on one core while a second thread (DuckDB and Polars let go
     # of the GIL) reads the next part and writes the last one's typed rows.
     io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="validate-io")
@@ -270,7 +271,7 @@ def _validate_file(ctx: _Context, folder: Path, raw_file: RawFile) -> tuple[list
             next_text = io.submit(raw.chunk, reader, key, part + 1, n_parts)
         bad: dict[int, str] = {}  # line -> first quarantine rule broken
         nulls: dict[int, list[tuple[str, str]]] = {}  # line -> (column, rule) of each value to null
-        checks = _run_section(ctx, raw, text, suite, "lines", params, bad)
+        checks = _run_section(ctx, raw, text, suite, "lines", params, bad, nulls)
         if not any(r.blocking for r in checks):  # a wrong separator makes every value wrong: say it once
             checks += _run_section(ctx, raw, text, suite, "values", params, bad, nulls)
         typed = None
@@ -284,7 +285,7 @@ def _validate_file(ctx: _Context, folder: Path, raw_file: RawFile) -> tuple[list
             content_nulls: dict[int, list[tuple[str, str]]] = {}
             checks += _run_section(ctx, raw, typed, suite, "content", params, bad, content_nulls)
             _null_values(ctx, raw, typed, content_nulls, flags, bad)
-            if _has_null_rules(suite):  # the column is there (null where nothing was flagged) for every file
+            if flagged_kind:  # the column is there (null where nothing was flagged) in every part
                 typed[FLAGS] = pd.Series([flags.get(i) for i in typed.index], index=typed.index, dtype=object)
         for check in checks:
             merged[(check.suite, check.spec_index)] = _merge(merged.get((check.suite, check.spec_index)), check)
@@ -345,24 +346,12 @@ def _null_values(
             continue
         as_read = {column: frame.at[line, column] for column, _ in nulls[line]}  # two rules may null one value
         for column, rule in nulls[line]:
-            value = as_read[column]
-            rows.append((line, column, rule, None if pd.isna(value) else str(value)))
+            value = None if pd.isna(as_read[column]) else str(as_read[column])
+            rows.append((str(raw.path), raw.raw_file.kind, line, column, rule, value))
             frame.at[line, column] = None
             flags.setdefault(line, []).append(f"{column}: {rule}")
     if rows:
-        lines, columns, rules, values = zip(*rows, strict=True)
-        ctx.nulled.append(
-            pd.DataFrame(
-                {
-                    "file": str(raw.path),
-                    "kind": raw.raw_file.kind,
-                    "line": list(lines),
-                    "column": list(columns),
-                    "rule": list(rules),
-                    "value": list(values),
-                }
-            )
-        )
+        ctx.nulled.append(pd.DataFrame(rows, columns=NULLED_COLUMNS))
 
 
 def _merge(into: CheckResult | None, new: CheckResult) -> CheckResult:
@@ -476,7 +465,7 @@ def _run_section(
     section: str,
     params: dict[str, Any],
     bad: dict[int, str],
-    nulls: dict[int, list[tuple[str, str]]] | None = None,
+    nulls: dict[int, list[tuple[str, str]]],
 ) -> list[CheckResult]:
     """Check one section; add the lines a quarantine rule sets aside to `bad`, and the
     values a null rule sets aside to `nulls`."""
@@ -510,10 +499,10 @@ def _run_section(
             check = checks[to_quarantine[j]]
             found = result.result.get("unexpected_index_list") or []
             labels = [int(i) for i in found if isinstance(i, int | np.integer)]
-            if (specs[to_quarantine[j]].get("meta") or {}).get("null"):
-                column = specs[to_quarantine[j]]["kwargs"]["column"]
+            spec = specs[to_quarantine[j]]
+            if (spec.get("meta") or {}).get("null"):
                 for i in labels:
-                    (nulls if nulls is not None else {}).setdefault(i, []).append((column, check.rule))
+                    nulls.setdefault(i, []).append((spec["kwargs"]["column"], check.rule))
                 check.nulled = len([i for i in labels if i not in bad])
                 continue
             new = [i for i in labels if i not in bad]

@@ -45,21 +45,14 @@ PER_EXAMPLE_S = 120  # fetch + validate + load of one damaged dataset; past it, 
 WRITERS = {"ml-1m": write_ml1m, "ml-100k": write_ml100k, "ml-latest": write_ml_latest, "spec": write_spec_dataset}
 ENCODING = {"ml-1m": "latin-1", "ml-100k": "latin-1", "ml-latest": "utf-8", "spec": "utf-8"}
 
-settings.register_profile(
-    "ci",
-    max_examples=int(os.environ.get("HOSTILE_EXAMPLES", "12")),
-    derandomize=True,  # a fixed seed: the same variants on every CI run
-    deadline=None,  # bounded by the alarm below instead: GX's first call per process is slow
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
-    database=None,
-)
-settings.register_profile(
-    "long",
-    max_examples=int(os.environ.get("HOSTILE_EXAMPLES", "500")),
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
-    database=None,
-)
+COMMON = {
+    "deadline": None,  # bounded by the alarm below instead: GX's first call per process is slow
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
+    "database": None,
+}
+# ci: a fixed seed, the same variants on every CI run; long: new ones each time
+settings.register_profile("ci", max_examples=int(os.environ.get("HOSTILE_EXAMPLES", "12")), derandomize=True, **COMMON)
+settings.register_profile("long", max_examples=int(os.environ.get("HOSTILE_EXAMPLES", "500")), **COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
