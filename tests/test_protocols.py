@@ -15,6 +15,7 @@ from pipeline.protocols import (
     full_ranking_protocol,
     production_fit,
     ratings,
+    warm_start_from,
 )
 from pipeline.split import TRAIN, VAL
 from tests.models.data import FAST, features, planted_split
@@ -58,6 +59,13 @@ def test_the_weekly_refit_starts_where_production_will_from_the_tuned_weights_or
         assert weekly["warm_start"] is None
         assert weekly["refit"]["start"] == FROM_SCRATCH
         assert weekly["refit"]["epochs"] == weekly["schedule"]["epochs"] == weekly["fit"]["best_epoch"]
+
+
+@pytest.mark.parametrize(("max_epochs", "expected"), [(None, 2), (30, 2), (1, 1)])
+def test_a_runs_max_epochs_caps_the_warm_production_fit_too(max_epochs: int | None, expected: int) -> None:
+    params = {"warm_epochs": 2, "lr": 0.01} | ({} if max_epochs is None else {"max_epochs": max_epochs})
+    warm = warm_start_from({"epochs": 5, "lr_schedule": [0.01, 0.01, 0.01, 0.005, 0.005]}, params)
+    assert warm == {"epochs": expected, "lr_schedule": [0.005] * expected}
 
 
 def test_a_production_fit_without_the_tuned_weights_replays_the_schedule_from_scratch(split) -> None:
