@@ -18,7 +18,6 @@ epochs rank as well as fourteen from scratch (bench/warm_refit.py).
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -168,9 +167,10 @@ def warm_start_from(schedule: dict[str, Any], params: dict[str, Any]) -> dict[st
     """`warm_epochs` more epochs at the last learning rate of the tuned `schedule`, for a model
     that refits from its tuned weights (None: it refits from scratch, or has no epochs). A run's
     `max_epochs` caps these too: it is the most epochs any one fit of the run trains."""
-    epochs = min(int(params.get("warm_epochs", 0)), int(params.get("max_epochs", 0)) or sys.maxsize)
+    epochs = int(params.get("warm_epochs", 0))
     if epochs <= 0 or not schedule:
         return None
+    epochs = min(epochs, int(params.get("max_epochs", epochs)))
     lr = schedule["lr_schedule"][-1] if schedule["lr_schedule"] else float(params["lr"])
     return {"epochs": epochs, "lr_schedule": [lr] * epochs}
 
