@@ -318,13 +318,90 @@ def softmax_cross_entropy(hidden: torch.Tensor, items: torch.Tensor, targets: to
     return F.cross_entropy(hidden @ items.T, targets)
 
 
+class _SampledCrossEntropy(torch.autograd.Function):
+    """Mean sampled-softmax cross-entropy (see sampled_cross_entropy) in row chunks, gradients
+    included, as _SoftmaxCrossEntropy does for the whole catalogue: the [positions, negatives]
+    logits never exist at once. Without it, a batch of 6,400 positions against 2,048 negatives
+    made six 26-52 MB temporaries a step (product, correction, mask, concatenation, float copy,
+    log-softmax), and freed heap pages piled up by ~2 GB between trims (bench/sasrec_memory.py).
+
+    With `dtype` bfloat16 the products take bf16 operands; the softmax, the loss and the
+    gradient sums stay float32."""
+
+    @staticmethod
+    def forward(
+        ctx,
+        hidden: torch.Tensor,
+        items: torch.Tensor,
+        targets: torch.Tensor,
+        negatives: torch.Tensor,
+        log_q: torch.Tensor,
+        chunk: int,
+        dtype: torch.dtype,
+    ) -> torch.Tensor:
+        n = len(targets)
+        low = dtype != torch.float32
+        h_all = hidden.to(dtype)
+        negative_items, negative_q = items[negatives].to(dtype), log_q[negatives].float()
+        target_items = items[targets].float()
+        grad_hidden = torch.empty(hidden.shape, dtype=torch.float32, device=hidden.device)
+        grad_negatives = torch.zeros(negative_items.shape, dtype=torch.float32, device=items.device)
+        target_coef = torch.empty(n, dtype=torch.float32, device=hidden.device)  # d loss / d positive logit
+        total = torch.zeros((), dtype=torch.float64, device=hidden.device)
+        with torch.autocast(hidden.device.type, enabled=False):
+            for s in range(0, n, chunk):
+                h, t, ti = h_all[s : s + chunk], targets[s : s + chunk], target_items[s : s + chunk]
+                positive = (h.float() * ti).sum(dim=1) - log_q[t].float()
+                sampled = (h @ negative_items.T).float().sub_(negative_q)
+                sampled.masked_fill_(negatives[None, :] == t[:, None], float("-inf"))  # a negative that is the target
+                norm = torch.logaddexp(positive, torch.logsumexp(sampled, dim=1))
+                total += (norm - positive).sum()
+                probs = sampled.sub_(norm[:, None]).exp_()  # softmax over the negatives; the positive's below
+                coef = (positive - norm).exp_() - 1.0  # softmax - one-hot at the positive
+                target_coef[s : s + chunk] = coef
+                grad = coef[:, None] * ti
+                if low:
+                    probs = probs.to(dtype)
+                    grad_hidden[s : s + chunk] = grad + (probs @ negative_items).float()
+                    grad_negatives += (probs.T @ h).float()
+                else:
+                    grad_hidden[s : s + chunk] = torch.addmm(grad, probs, negative_items)
+                    grad_negatives.addmm_(probs.T, h)
+            grad_items = torch.zeros(items.shape, dtype=torch.float32, device=items.device)
+            grad_items.index_add_(0, negatives, grad_negatives)
+            grad_items.index_add_(0, targets, target_coef[:, None] * hidden.float())
+        ctx.save_for_backward(grad_hidden, grad_items)
+        ctx.n, ctx.dtypes = max(n, 1), (hidden.dtype, items.dtype)
+        return (total / ctx.n).float()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        grad_hidden, grad_items = ctx.saved_tensors
+        scale = grad / ctx.n
+        hidden_dtype, items_dtype = ctx.dtypes
+        none = (None,) * 5  # targets, negatives, log_q, chunk, dtype
+        return (grad_hidden * scale).to(hidden_dtype), (grad_items * scale).to(items_dtype), *none
+
+
 def sampled_cross_entropy(
     hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor, log_q: torch.Tensor
 ) -> torch.Tensor:
     """Sampled softmax with a log-Q correction (Bengio & Senécal 2008; Yi et al. 2019): each
     position scores its own next movie against `negatives` shared by the batch, every logit
     lowered by the log of its sampling probability so the estimate is unbiased for the full
-    softmax's gradient; a negative that is the position's own target is masked out."""
+    softmax's gradient; a negative that is the position's own target is masked out.
+
+    Chunked and fused on the CPU (bf16 products under autocast), one logits matrix on a GPU."""
+    if hidden.device.type == "cpu":
+        chunk = max(16, min(128, (1 << 21) // max(len(negatives), 1)))
+        dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32
+        return _SampledCrossEntropy.apply(hidden, items, targets, negatives, log_q, chunk, dtype)
+    return _sampled_logits_cross_entropy(hidden, items, targets, negatives, log_q)
+
+
+def _sampled_logits_cross_entropy(
+    hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor, log_q: torch.Tensor
+) -> torch.Tensor:
     positive = (hidden * items[targets]).sum(dim=1) - log_q[targets]
     sampled = hidden @ items[negatives].T - log_q[negatives]
     sampled = sampled.masked_fill(negatives[None, :] == targets[:, None], float("-inf"))

@@ -10,7 +10,14 @@ from torch.nn import functional as F
 
 from pipeline.config import TrainParams
 from pipeline.models.registry import Ratings
-from pipeline.models.sasrec import SASRec, _SoftmaxCrossEntropy, sampled_cross_entropy, softmax_cross_entropy
+from pipeline.models.sasrec import (
+    SASRec,
+    _sampled_logits_cross_entropy,
+    _SampledCrossEntropy,
+    _SoftmaxCrossEntropy,
+    sampled_cross_entropy,
+    softmax_cross_entropy,
+)
 from pipeline.training.sequences import MONITOR, SequenceParams, SequenceTask, choose_loss, fit
 
 
@@ -56,6 +63,45 @@ def test_sampled_softmax_with_every_other_movie_as_negative_is_the_full_softmax(
     uniform = torch.full((12,), -np.log(12.0))  # log q equal for all: the correction cancels
     sampled = sampled_cross_entropy(hidden, items, targets, torch.arange(12), uniform)
     torch.testing.assert_close(sampled, F.cross_entropy(hidden @ items.T, targets))
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1000])
+def test_fused_sampled_cross_entropy_equals_the_logits_matrix_in_value_and_gradients(chunk: int) -> None:
+    torch.manual_seed(2)
+    hidden = torch.randn(50, 8, requires_grad=True)
+    items = torch.randn(30, 8, requires_grad=True)
+    targets = torch.randint(30, (50,))
+    negatives = torch.randint(30, (12,))  # with repeats, and some equal to a position's target (masked)
+    assert bool((negatives[None, :] == targets[:, None]).any())
+    log_q = torch.log(torch.rand(30) + 0.1)
+    fused = _SampledCrossEntropy.apply(hidden, items, targets, negatives, log_q, chunk, torch.float32)
+    (2.5 * fused).backward()
+    grads = hidden.grad.clone(), items.grad.clone()
+    hidden.grad, items.grad = None, None
+    plain = _sampled_logits_cross_entropy(hidden, items, targets, negatives, log_q)
+    (2.5 * plain).backward()
+    torch.testing.assert_close(fused, plain)
+    torch.testing.assert_close(grads[0], hidden.grad)
+    torch.testing.assert_close(grads[1], items.grad)
+    torch.testing.assert_close(sampled_cross_entropy(hidden, items, targets, negatives, log_q), plain)  # CPU path
+
+
+def test_fused_sampled_cross_entropy_with_bf16_products_stays_within_bf16_rounding_of_float32() -> None:
+    torch.manual_seed(3)
+    hidden = torch.randn(200, 32, requires_grad=True)
+    items = torch.randn(300, 32, requires_grad=True)
+    targets, negatives = torch.randint(300, (200,)), torch.randint(300, (64,))
+    log_q = torch.full((300,), float(np.log(64 / 300)))
+    plain = _sampled_logits_cross_entropy(hidden, items, targets, negatives, log_q)
+    want = torch.autograd.grad(plain, (hidden, items))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = sampled_cross_entropy(hidden, items, targets, negatives, log_q)
+    got = torch.autograd.grad(low, (hidden, items))
+    low_value, plain_value = float(low.detach()), float(plain.detach())
+    assert low.dtype == torch.float32 and abs(low_value - plain_value) < 0.02 * plain_value
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype == torch.float32
+        assert float((g - w).norm() / w.norm()) < 0.02
 
 
 def test_the_loss_samples_above_the_catalogue_limit_or_the_memory_budget() -> None:
