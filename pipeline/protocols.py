@@ -45,6 +45,20 @@ PROTOCOL_LABELS = {
 }
 
 
+MODEL_COLUMNS = ("user_idx", "movie_idx", "rating", "timestamp", "split")
+
+
+def read_for_models(path: Path) -> pl.DataFrame:
+    """A ratings or split file's columns that training and protocol B read, dense indices as int32.
+
+    At 25M ratings the ids and int64 indices were 600 MB of every copy the
+    protocols make (the file, train_inner, train), in a task that must stay
+    under 8 GiB (issue 19)."""
+    names = pl.read_parquet_schema(path)
+    frame = pl.read_parquet(path, columns=[c for c in MODEL_COLUMNS if c in names])
+    return frame.with_columns(pl.col("user_idx", "movie_idx").cast(pl.Int32))
+
+
 def ratings(frame: pl.DataFrame, scale: RatingScale) -> Ratings:
     """A split's rows for the models; timestamps travel where the dataset has them (the sequence
     model orders each history by them)."""

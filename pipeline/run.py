@@ -314,7 +314,7 @@ def train_model(run_dir: str, name: str) -> str:
     from pipeline import run_report
     from pipeline.features import Features
     from pipeline.models import registry
-    from pipeline.protocols import FULL_RANKING, NOTEBOOK, full_ranking_protocol, notebook_protocol
+    from pipeline.protocols import FULL_RANKING, NOTEBOOK, full_ranking_protocol, notebook_protocol, read_for_models
     from pipeline.training.loop import select_device
 
     cfg, layout = _cfg(run_dir), _layout(run_dir)
@@ -341,7 +341,7 @@ def train_model(run_dir: str, name: str) -> str:
         predictions_from = "protocol A test"
     refit = cfg.job == EVALUATION
     log.info("%s: protocol B (full ranking; test figures from the %s)", name, "refit" if refit else "tuned model")
-    split_b = pl.read_parquet(Path(run_dir) / "temporal.parquet")
+    split_b = read_for_models(Path(run_dir) / "temporal.parquet")
     result[FULL_RANKING], val_predictions = full_ranking_protocol(
         name,
         params,
@@ -425,11 +425,10 @@ def evaluate(run_dir: str) -> str:
 def _production_model(run_dir: str, name: str) -> Recommender:
     """The champion refit on every rating up to the run's date, with the epochs and learning
     rates validation chose; saved in models/<name>/ so a re-run of score reuses it."""
-    import polars as pl
 
     from pipeline.features import Features
     from pipeline.models.registry import Recommender
-    from pipeline.protocols import FULL_RANKING, production_fit
+    from pipeline.protocols import FULL_RANKING, production_fit, read_for_models
     from pipeline.training.loop import select_device
 
     cfg, layout = _cfg(run_dir), _layout(run_dir)
@@ -450,7 +449,7 @@ def _production_model(run_dir: str, name: str) -> Recommender:
         name,
         metrics["params"],
         feats,
-        pl.read_parquet(Path(run_dir) / "ratings.parquet"),
+        read_for_models(Path(run_dir) / "ratings.parquet"),
         layout.scale,
         device,
         schedule,

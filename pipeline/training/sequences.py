@@ -108,9 +108,12 @@ class SequenceTask:
     ) -> None:
         self.model, self.device, self.batch_size = model, device, params.batch_size
         # what the model ranks from is always protocol B's order; only training may shuffle ties
-        model.remember(histories(train_set.users, train_set.movies, train_set.timestamps, n_users))
-        shuffle = np.random.default_rng(params.seed) if settings.shuffle_ties else None
-        self.history = histories(train_set.users, train_set.movies, train_set.timestamps, n_users, shuffle)
+        ordered = histories(train_set.users, train_set.movies, train_set.timestamps, n_users)
+        model.remember(ordered)
+        self.history = ordered
+        if settings.shuffle_ties:
+            shuffle = np.random.default_rng(params.seed)
+            self.history = histories(train_set.users, train_set.movies, train_set.timestamps, n_users, shuffle)
         self.windows = windows(self.history, model.max_len)
         self.samples = self.windows.positions
         self.order = np.random.default_rng(params.seed)
