@@ -15,6 +15,7 @@ from pipeline.protocols import (
     full_ranking_protocol,
     production_fit,
     ratings,
+    read_for_models,
     warm_start_from,
 )
 from pipeline.split import TRAIN, VAL
@@ -105,3 +106,19 @@ def test_protocol_b_over_a_user_cap_ranks_a_sample_and_records_its_size(split) -
     for part in ("val", "test"):
         assert sampled[part]["users_evaluated"] == 10
         assert sampled[part]["users_sampled_from"] == everyone[part]["users_evaluated"] > 10
+
+
+def test_models_read_the_split_columns_they_use_with_int32_indices_and_the_same_rows(split, tmp_path) -> None:
+    path = tmp_path / "temporal.parquet"
+    split.write_parquet(path)
+    read = read_for_models(path)
+    assert "user_id" in split.columns and "movie_id" in split.columns
+    assert read.columns == [c for c in ("user_idx", "movie_idx", "rating", "timestamp", "split") if c in split.columns]
+    assert read.schema["user_idx"] == pl.Int32 and read.schema["movie_idx"] == pl.Int32
+    for column in read.columns:
+        assert read[column].cast(split.schema[column]).equals(split[column])
+    # the protocol gives the same figures from either frame
+    params = registry.hyper_parameters("ease", FAST)
+    narrow, _ = full_ranking_protocol("ease", params, features(), read, WHOLE_STARS, CPU, refit=False)
+    wide, _ = full_ranking_protocol("ease", params, features(), split, WHOLE_STARS, CPU, refit=False)
+    assert narrow["val"] == wide["val"] and narrow["test"] == wide["test"]
