@@ -300,10 +300,15 @@ class _SoftmaxCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        grad_hidden, grad_items = ctx.saved_tensors
-        scale = grad / ctx.n
-        hidden_dtype, items_dtype = ctx.dtypes
-        return (grad_hidden * scale).to(hidden_dtype), (grad_items * scale).to(items_dtype), None, None, None
+        return *_saved_gradients(ctx, grad), None, None, None  # targets, chunk, dtype
+
+
+def _saved_gradients(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The hidden and item gradients a fused forward computed, scaled by `grad` over the mean's count."""
+    grad_hidden, grad_items = ctx.saved_tensors
+    scale = grad / ctx.n
+    hidden_dtype, items_dtype = ctx.dtypes
+    return (grad_hidden * scale).to(hidden_dtype), (grad_items * scale).to(items_dtype)
 
 
 def softmax_cross_entropy(hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -376,11 +381,7 @@ class _SampledCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        grad_hidden, grad_items = ctx.saved_tensors
-        scale = grad / ctx.n
-        hidden_dtype, items_dtype = ctx.dtypes
-        none = (None,) * 5  # targets, negatives, log_q, chunk, dtype
-        return (grad_hidden * scale).to(hidden_dtype), (grad_items * scale).to(items_dtype), *none
+        return *_saved_gradients(ctx, grad), None, None, None, None, None  # targets, negatives, log_q, chunk, dtype
 
 
 def sampled_cross_entropy(
