@@ -26,15 +26,6 @@ sys.path.insert(0, str(ROOT))
 LOSSES = {"fused": "sampled_cross_entropy", "logits matrix": "_sampled_logits_cross_entropy"}
 
 
-def _status() -> dict[str, int]:
-    out = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(("VmRSS", "VmHWM")):
-            key, value = line.split(":")
-            out[key] = int(value.split()[0]) // 1024
-    return out
-
-
 def child(loss: str, movies: int, steps: int) -> dict[str, float]:
     """One loss's steps in this process."""
     import time
@@ -44,7 +35,7 @@ def child(loss: str, movies: int, steps: int) -> dict[str, float]:
 
     from pipeline.models import sasrec
     from pipeline.models.registry import hyper_parameters
-    from pipeline.timings import release_free_memory
+    from pipeline.timings import peak_rss_mib, release_free_memory, reset_peak_rss, rss_mib
     from pipeline.training.loop import TRIM_EVERY_STEPS, cpu_has_native_bf16
 
     p = hyper_parameters("sasrec", {})
@@ -60,8 +51,8 @@ def child(loss: str, movies: int, steps: int) -> dict[str, float]:
     generator = torch.Generator().manual_seed(0)
     loss_of = getattr(sasrec, LOSSES[loss])
     release_free_memory()
-    base = _status()["VmRSS"]
-    Path("/proc/self/clear_refs").write_text("5")  # VmHWM from here
+    base = round(rss_mib())
+    reset_peak_rss()  # the peak from here
     started = time.perf_counter()
     for step in range(1, steps + 1):
         lengths = np.full(batch, max_len) if step % 2 else rng.integers(2, max_len + 1, batch)
@@ -78,7 +69,7 @@ def child(loss: str, movies: int, steps: int) -> dict[str, float]:
         if step % TRIM_EVERY_STEPS == 0:
             release_free_memory(collect=False)
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "base_mib": base, "peak_mib": _status()["VmHWM"], "last_loss": float(loss_value)}
+    return {"seconds": seconds, "base_mib": base, "peak_mib": round(peak_rss_mib()), "last_loss": float(loss_value)}
 
 
 def main() -> None:

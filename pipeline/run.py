@@ -425,7 +425,6 @@ def evaluate(run_dir: str) -> str:
 def _production_model(run_dir: str, name: str) -> Recommender:
     """The champion refit on every rating up to the run's date, with the epochs and learning
     rates validation chose; saved in models/<name>/ so a re-run of score reuses it."""
-
     from pipeline.features import Features
     from pipeline.models.registry import Recommender
     from pipeline.protocols import FULL_RANKING, production_fit, read_for_models
