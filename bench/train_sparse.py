@@ -6,6 +6,7 @@ batch. Both run the trainer's own `Optimisers` on random batches of
 `--batch-size` pairs over `--users` x `--movies` (ml-25m's shape by default).
 
     python bench/train_sparse.py [--users 162000 --movies 59000 --steps 200]
+    python bench/train_sparse.py --sweep   # catalogues from ml-100k's to ml-25m's: where "auto" turns sparse
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.config import TrainParams
 from pipeline.models.biased_mf import BiasedMF
-from pipeline.training.loop import Optimisers
+from pipeline.training.loop import SPARSE_ABOVE_ROWS, Optimisers
+
+# (users, movies): ml-100k, ml-1m, ml-latest-small, 20,000 x 12,000, ml-10m, ml-20m, ml-25m
+SWEEP = [(943, 1_682), (6_040, 3_706), (610, 9_742), (20_000, 12_000), (69_878, 10_677), (138_493, 26_744)]
 
 
 def ms_per_step(users: int, movies: int, sparse: bool, steps: int, batch: int) -> float:
@@ -45,7 +49,17 @@ def main() -> None:
     ap.add_argument("--movies", type=int, default=59_000)
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--batch-size", type=int, default=1024)
+    ap.add_argument("--sweep", action="store_true", help="each catalogue of SWEEP, then ml-25m's")
     args = ap.parse_args()
+    if args.sweep:
+        print(f'biased_mf, batch {args.batch_size}; "auto" trains sparse above {SPARSE_ABOVE_ROWS:,} rows')
+        print(f"{'users':>8} {'movies':>7} {'rows':>8} {'dense ms':>9} {'sparse ms':>9} {'dense/sparse':>12}")
+        for users, movies in [*SWEEP, (args.users, args.movies)]:
+            dense = ms_per_step(users, movies, False, args.steps, args.batch_size)
+            sparse = ms_per_step(users, movies, True, args.steps, args.batch_size)
+            rows = users + movies
+            print(f"{users:>8,} {movies:>7,} {rows:>8,} {dense:>9.2f} {sparse:>9.2f} {dense / sparse:>12.2f}")
+        return
     dense = ms_per_step(args.users, args.movies, False, args.steps, args.batch_size)
     sparse = ms_per_step(args.users, args.movies, True, args.steps, args.batch_size)
     print(f"biased_mf, {args.users:,} users x {args.movies:,} movies, batch {args.batch_size}")

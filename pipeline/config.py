@@ -114,8 +114,9 @@ class TrainParams:
     # embedding tables with sparse gradients, updated by SparseAdam (lazy: only the rows a batch
     # touched): a dense Adam step reads and writes every row of every table, which at ml-25m's
     # 162,000 users and 59,000 movies is most of a step (bench/train_sparse.py). No weight decay
-    # reaches these tables (SparseAdam has none)
-    sparse_embeddings: bool = False
+    # reaches these tables (SparseAdam has none). "auto": sparse above SPARSE_ABOVE_ROWS table rows
+    # (pipeline/training/loop.py), dense and weight-decayed below, where a dense step is cheap
+    sparse_embeddings: bool | str = False
     # production refit: 0 replays the tuned run's epochs from scratch on every rating; n > 0 continues
     # the tuned weights for n epochs instead (pipeline/protocols.py; bench/warm_refit.py measures it)
     warm_epochs: int = 0

@@ -106,7 +106,7 @@ SPECS: dict[str, ModelSpec] = {
             "neural",
             True,
             (),
-            {"factors": 64, "weight_decay": 1e-5, "lr": 2e-3, "negatives": 1, "sparse_embeddings": True},
+            {"factors": 64, "weight_decay": 1e-5, "lr": 2e-3, "negatives": 1, "sparse_embeddings": "auto"},
             "global + user + movie bias + dot product of factors, trained in torch",
         ),
         ModelSpec(
@@ -283,9 +283,8 @@ class Recommender:
             )
         if self.name == "biased_mf":
             mean = float(np.mean(train.values)) if train is not None and len(train) else 0.7
-            return BiasedMF(
-                self.n_users, self.n_movies, int(p["factors"]), mean, bool(p.get("sparse_embeddings", False))
-            )
+            sparse = trainer.sparse_tables(p.get("sparse_embeddings", False), self.n_users + self.n_movies)
+            return BiasedMF(self.n_users, self.n_movies, int(p["factors"]), mean, sparse)
         user_side = np.zeros((self.n_users, 0), np.float32)
         movie_side = [np.zeros((self.n_movies, 0), np.float32)]
         if self.name in ("neumf_features", "ncf_tags"):

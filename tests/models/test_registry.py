@@ -73,3 +73,27 @@ def test_ease_runs_on_a_catalogue_bigger_than_its_max_movies() -> None:
     feats = features()
     feats.movie_ids = np.arange(registry.hyper_parameters("ease")["max_movies"] + 1)
     assert registry.skip_reason("ease", feats) is None  # it learns over the most-rated max_movies
+
+
+def test_biased_mf_tables_are_dense_for_a_small_catalogue_and_sparse_above_the_row_threshold(
+    monkeypatch, split
+) -> None:
+    from pipeline.training import loop
+
+    def tables_sparse() -> list[bool]:
+        model = registry.Recommender("biased_mf", registry.hyper_parameters("biased_mf", FAST), features(), CPU)
+        model.fit(_part(split, TRAIN), None, epochs=1)
+        return [m.sparse for m in model.module.modules() if isinstance(m, torch.nn.Embedding)]
+
+    assert registry.hyper_parameters("biased_mf")["sparse_embeddings"] == "auto"
+    assert not any(tables_sparse())  # dense: weight decay reaches every row
+    monkeypatch.setattr(loop, "SPARSE_ABOVE_ROWS", 10)  # the planted catalogue is above it
+    assert all(tables_sparse())
+
+
+def test_a_sparse_embeddings_setting_other_than_true_false_or_auto_is_refused() -> None:
+    from pipeline.training import loop
+
+    assert loop.sparse_tables(True, 1) and not loop.sparse_tables(False, 10**9)
+    with pytest.raises(ValueError, match=r"sparse_embeddings.*'yes'"):
+        loop.sparse_tables("yes", 1)
