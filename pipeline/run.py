@@ -370,6 +370,7 @@ def evaluate(run_dir: str) -> str:
     nightly run stops here (gate) when the champion is clearly worse than the published one."""
     from pipeline import alerts
     from pipeline.champion import (
+        RATER_TIE,
         ChampionGateError,
         choose_champion,
         choose_rater,
@@ -407,7 +408,8 @@ def evaluate(run_dir: str) -> str:
     verdict["rater"] = {"model": rater[0], "val_rmse": rater[1]} if rater else None
     log.info(
         "predicted ratings from %s",
-        f"{rater[0]} (lowest validation RMSE among the rating models, {rater[1]:.4f} on the [0, 1] scale)"
+        f"{rater[0]} (validation RMSE {rater[1]:.4f} on the [0, 1] scale: the lowest of the rating models, "
+        f"or within {RATER_TIE:.1%} of it and the quickest to fit)"
         if rater
         else "no model (none of this run's models predicts ratings): predicted_rating stays empty",
     )

@@ -5,7 +5,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipeline.champion import choose_champion, comparison_table, gate, like_for_like, metric_value
+from pipeline.champion import choose_champion, choose_rater, comparison_table, gate, like_for_like, metric_value
 from pipeline.cli import main
 from tests.synthetic import make, write_ml1m
 
@@ -25,6 +25,27 @@ def test_the_champion_is_the_best_on_the_declared_metric_not_on_rmse() -> None:
     assert metric_value(results[0], "notebook.test.rmse_stars") == 0.87
     with pytest.raises(ValueError, match="in no model's metrics"):
         choose_champion(results, "full_ranking.val.ndcg@99")
+
+
+def _rating_model(model: str, val_rmse: float, fit_seconds: float) -> dict:
+    return {"model": model, "full_ranking": {"val": {"rmse": val_rmse}, "fit": {"seconds": fit_seconds}}}
+
+
+def test_the_rater_is_the_lowest_validation_rmse_when_it_is_clearly_lowest() -> None:
+    results = [_rating_model("biased_mf", 0.1771, 8.0), _rating_model("neumf_features", 0.1732, 70.0)]
+    assert choose_rater(results) == ("neumf_features", 0.1732)
+    assert choose_rater([_result("ease", 0.08)]) is None  # no model predicts ratings
+
+
+def test_of_rmses_tied_with_the_lowest_the_rater_is_the_quickest_to_fit() -> None:
+    # 0.17302 is 0.1% above 0.17285: within the tie, so the 9x cheaper refit wins
+    results = [
+        _rating_model("neumf_features", 0.17285, 70.2),
+        _rating_model("biased_mf", 0.17302, 8.2),
+        _rating_model("svd", 0.19, 1.0),  # quickest, but not tied
+        _result("sasrec", 0.17),
+    ]
+    assert choose_rater(results) == ("biased_mf", 0.17302)
 
 
 def test_gate_holds_back_a_champion_worse_than_the_published_one_beyond_the_tolerance() -> None:

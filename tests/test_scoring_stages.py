@@ -63,3 +63,14 @@ def test_publishing_refuses_a_run_with_a_missing_shard(evaluated):
     cfg = json.loads((evaluated / "config.json").read_text())
     with duckdb.connect(cfg["warehouse"], read_only=True) as con:
         assert con.execute("SELECT count(*) FROM published_runs").fetchall() == [(0,)]
+
+
+def test_the_rater_tie_reads_fit_seconds_that_a_real_runs_metrics_carry(evaluated):
+    from pipeline.champion import choose_rater, metric_value
+
+    results = [
+        json.loads((evaluated / "models" / m / "metrics.json").read_text()) for m in ("neumf_features", "biased_mf")
+    ]
+    assert all(metric_value(r, "full_ranking.fit.seconds") > 0 for r in results)  # what a tie is broken on
+    chosen = json.loads((evaluated / "champion.json").read_text())["rater"]
+    assert choose_rater(results) == (chosen["model"], chosen["val_rmse"])
