@@ -49,22 +49,16 @@ def main() -> None:
     ap.add_argument("--movies", type=int, default=59_000)
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--batch-size", type=int, default=1024)
-    ap.add_argument("--sweep", action="store_true", help="each catalogue of SWEEP, then ml-25m's")
+    ap.add_argument("--sweep", action="store_true", help="each catalogue of SWEEP, then --users x --movies")
     args = ap.parse_args()
-    if args.sweep:
-        print(f'biased_mf, batch {args.batch_size}; "auto" trains sparse above {SPARSE_ABOVE_ROWS:,} rows')
-        print(f"{'users':>8} {'movies':>7} {'rows':>8} {'dense ms':>9} {'sparse ms':>9} {'dense/sparse':>12}")
-        for users, movies in [*SWEEP, (args.users, args.movies)]:
-            dense = ms_per_step(users, movies, False, args.steps, args.batch_size)
-            sparse = ms_per_step(users, movies, True, args.steps, args.batch_size)
-            rows = users + movies
-            print(f"{users:>8,} {movies:>7,} {rows:>8,} {dense:>9.2f} {sparse:>9.2f} {dense / sparse:>12.2f}")
-        return
-    dense = ms_per_step(args.users, args.movies, False, args.steps, args.batch_size)
-    sparse = ms_per_step(args.users, args.movies, True, args.steps, args.batch_size)
-    print(f"biased_mf, {args.users:,} users x {args.movies:,} movies, batch {args.batch_size}")
-    print(f"dense Adam                {dense:7.2f} ms/step")
-    print(f"sparse tables, SparseAdam {sparse:7.2f} ms/step  (dense/sparse {dense / sparse:.2f})")
+    catalogues = [*SWEEP, (args.users, args.movies)] if args.sweep else [(args.users, args.movies)]
+    print(f'biased_mf, batch {args.batch_size}; "auto" trains sparse above {SPARSE_ABOVE_ROWS:,} rows')
+    print(f"{'users':>8} {'movies':>7} {'rows':>8} {'dense ms':>9} {'sparse ms':>9} {'dense/sparse':>12}")
+    for users, movies in catalogues:
+        dense = ms_per_step(users, movies, False, args.steps, args.batch_size)
+        sparse = ms_per_step(users, movies, True, args.steps, args.batch_size)
+        rows = users + movies
+        print(f"{users:>8,} {movies:>7,} {rows:>8,} {dense:>9.2f} {sparse:>9.2f} {dense / sparse:>12.2f}")
 
 
 if __name__ == "__main__":

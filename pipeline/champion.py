@@ -74,7 +74,12 @@ def choose_rater(results: list[dict[str, Any]]) -> tuple[str, float] | None:
         return None
     lowest = min(v for _, v in scored)
     tied = [(r, v) for r, v in scored if v <= lowest * (1 + RATER_TIE)]
-    cheapest = min(tied, key=lambda rv: (metric_value(rv[0], "full_ranking.fit.seconds") or float("inf"), rv[1]))
+
+    def fit_seconds(rv: tuple[dict[str, Any], float]) -> tuple[float, float]:
+        seconds = metric_value(rv[0], "full_ranking.fit.seconds")  # 0.0 is a real figure, None is not
+        return (float("inf") if seconds is None else seconds, rv[1])
+
+    cheapest = min(tied, key=fit_seconds)
     return cheapest[0]["model"], cheapest[1]
 
 
