@@ -65,7 +65,7 @@ run: setup ## run the nightly DAG once through Airflow (DATASET=<folder>, MODELS
 	$(BIN)/airflow dags test $(DAG_ID) --conf "$$conf"
 
 cli: $(VENV)/.installed ## the nightly job without Airflow, in one process
-	$(PY) -m pipeline.cli run $(if $(DATASET),--dataset $(DATASET),) --top-n $(TOP_N) --max-epochs $(MAX_EPOCHS) --device $(DEVICE) $(if $(MODELS),--models $(MODELS),)
+	$(PY) -m pipeline.stages.cli run $(if $(DATASET),--dataset $(DATASET),) --top-n $(TOP_N) --max-epochs $(MAX_EPOCHS) --device $(DEVICE) $(if $(MODELS),--models $(MODELS),)
 
 evaluate: setup ## the weekly evaluation DAG once through Airflow: every model, both protocols; publishes nothing
 	@conf=$(EVAL_CONF); \
@@ -74,7 +74,7 @@ evaluate: setup ## the weekly evaluation DAG once through Airflow: every model, 
 
 show-user: $(VENV)/.installed ## a user's profile, best/worst rated movies and current top-10: USER=<id> [PLOT=1]
 	@test -n "$(USER_ID)" || { echo "usage: make show-user USER=<user id> [PLOT=1]"; exit 2; }
-	$(PY) -m pipeline.cli show-user $(USER_ID) $(if $(PLOT),--plot,)
+	$(PY) -m pipeline.stages.cli show-user $(USER_ID) $(if $(PLOT),--plot,)
 
 backfill: setup ## replay history through a real scheduler: FROM=YYYY-MM-DD TO=YYYY-MM-DD [EVERY=day|week|month]; resumes
 	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make backfill FROM=YYYY-MM-DD TO=YYYY-MM-DD [EVERY=day|week|month] [DATASET=… MODELS=…]"; exit 2; }

@@ -56,7 +56,7 @@ def run_dag(data: Path, scratch: Path, models: list[str] | None, max_epochs: int
 
 
 def show_user(scratch: Path) -> tuple[float, int]:
-    """`pipeline.cli show-user` for the first published user: its seconds and exit status."""
+    """`pipeline.stages.cli show-user` for the first published user: its seconds and exit status."""
     import duckdb
 
     warehouse = scratch / "warehouse.duckdb"
@@ -64,7 +64,7 @@ def show_user(scratch: Path) -> tuple[float, int]:
         user = con.execute("SELECT min(user_id) FROM recommendations").fetchall()[0][0]
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "show-user", str(user), "--warehouse", str(warehouse)],
+        [sys.executable, "-m", "pipeline.stages.cli", "show-user", str(user), "--warehouse", str(warehouse)],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -38,12 +38,12 @@ sys.path.insert(0, str(REPO))
 
 from bench.protocol_b import Split, ids_only, indexed, protocol_b  # noqa: E402
 from pipeline import logs  # noqa: E402
-from pipeline.config import PROJECT_ROOT  # noqa: E402
-from pipeline.forward import window_metrics  # noqa: E402
+from pipeline.core.config import PROJECT_ROOT  # noqa: E402
+from pipeline.evaluation.forward import window_metrics  # noqa: E402
+from pipeline.evaluation.protocols import production_fit, ratings, schedule_from  # noqa: E402
+from pipeline.evaluation.split import TRAIN, VAL, temporal_split  # noqa: E402
 from pipeline.models import registry  # noqa: E402
-from pipeline.protocols import production_fit, ratings, schedule_from  # noqa: E402
-from pipeline.recommend import top_n  # noqa: E402
-from pipeline.split import TRAIN, VAL, temporal_split  # noqa: E402
+from pipeline.serving.recommend import top_n  # noqa: E402
 
 CPU = torch.device("cpu")
 

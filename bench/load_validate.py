@@ -36,7 +36,8 @@ def child_pipeline(folder: str, workdir: str) -> dict:
     import os
 
     os.environ["MOVIELENS_VAR_DIR"] = workdir
-    from pipeline import logs, run
+    from pipeline.core import logs
+    from pipeline.stages import run
 
     logs.setup()
     run_dir = run.prepare("bench", datetime.now(UTC), folder, Path(workdir) / "wh.duckdb", max_epochs=1)

@@ -29,7 +29,7 @@ from pathlib import Path
 import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from pipeline.datasets.layouts import ML_LATEST_GENRES
+from pipeline.ingest.layouts import ML_LATEST_GENRES
 
 N_USERS, N_MOVIES = 162_541, 62_423
 GENRES = [g for g in ML_LATEST_GENRES if not g.startswith("(")]

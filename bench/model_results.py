@@ -32,10 +32,10 @@ sys.path.insert(0, str(REPO))
 
 from ops.local_airflow import dags_test_environment  # noqa: E402
 from pipeline import logs  # noqa: E402
-from pipeline.champion import FULL_RANKING_COLUMNS as B_COLUMNS  # noqa: E402
-from pipeline.champion import NOTEBOOK_COLUMNS as A_COLUMNS  # noqa: E402
-from pipeline.champion import metric_value  # noqa: E402
-from pipeline.config import ALL_MODELS, PROJECT_ROOT  # noqa: E402
+from pipeline.core.config import ALL_MODELS, PROJECT_ROOT  # noqa: E402
+from pipeline.evaluation.champion import FULL_RANKING_COLUMNS as B_COLUMNS  # noqa: E402
+from pipeline.evaluation.champion import NOTEBOOK_COLUMNS as A_COLUMNS  # noqa: E402
+from pipeline.evaluation.champion import metric_value  # noqa: E402
 from pipeline.models import registry  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"

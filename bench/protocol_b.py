@@ -1,7 +1,7 @@
 """Protocol B's split of a real dataset in memory, for the sequence model's benches.
 
 The job's own reader types the ratings (no validation, no warehouse); users
-and movies get dense indices in id order, as pipeline.features gives them.
+and movies get dense indices in id order, as pipeline.ingest.features gives them.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from pipeline.datasets.layouts import RatingScale
-from pipeline.datasets.read import typed_ratings
-from pipeline.datasets.spec import resolve_dataset
-from pipeline.features import Features
-from pipeline.split import temporal_split
+from pipeline.evaluation.split import temporal_split
+from pipeline.ingest.features import Features
+from pipeline.ingest.layouts import RatingScale
+from pipeline.ingest.read import typed_ratings
+from pipeline.ingest.spec import resolve_dataset
 
 
 @dataclass

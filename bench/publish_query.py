@@ -6,10 +6,10 @@ var/bench, never committed) and a run of top-100 lists for every user (16.2M
 rows, as scoring shards would write them). Then, with the pipeline's own code:
 
 - publish(): insert, quality gates, switch, in one transaction;
-- serving.export(): the serving file consumers read, replaced atomically;
+- serving_file.export(): the serving file consumers read, replaced atomically;
 - sql/queries/top_n_for_user.sql ("top 10 for one user, with titles, genres
   and reasons") for random users on the serving file: median and p95
-  latency, on a connection opened per query and on a serving.Reader (kept
+  latency, on a connection opened per query and on a serving_file.Reader (kept
   open, reopened when a new serving file replaces the old: what a service uses).
 
     python bench/publish_query.py [--users 162000 --movies 59000 --ratings 25000000 --queries 200]
@@ -33,9 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from score_speed import add_shape_arguments
 
-from pipeline import serving, warehouse
-from pipeline.config import PROJECT_ROOT, SQL_DIR
-from pipeline.publish import publish
+from pipeline.core import warehouse
+from pipeline.core.config import PROJECT_ROOT, SQL_DIR
+from pipeline.serving import serving_file
+from pipeline.serving.publish import publish
 
 
 def build(folder: Path, n_users: int, n_movies: int, n_ratings: int, top_n: int) -> tuple[Path, Path]:
@@ -80,11 +81,11 @@ def build(folder: Path, n_users: int, n_movies: int, n_ratings: int, top_n: int)
 
 
 def latencies(target: Path, users: np.ndarray, reconnect: bool) -> list[float]:
-    """Seconds per query: a fresh read-only connection each time, or one serving.Reader
+    """Seconds per query: a fresh read-only connection each time, or one serving_file.Reader
     (kept open, reopened only when a new serving file has replaced the old)."""
     query = (SQL_DIR / "queries" / "top_n_for_user.sql").read_text()
     out = []
-    with serving.Reader(target) as reader:
+    with serving_file.Reader(target) as reader:
         for user in users:
             started = time.perf_counter()
             con = duckdb.connect(str(target), read_only=True) if reconnect else reader.connection()
@@ -112,7 +113,7 @@ def main() -> None:
         rows = publish(con, "bench-run", shard, "biased_mf", "synthetic", args.top_n)
         published = time.perf_counter() - started
         started = time.perf_counter()
-        target = serving.export(con, args.folder / "serving.duckdb")
+        target = serving_file.export(con, args.folder / "serving.duckdb")
         exported = time.perf_counter() - started
     users = np.random.default_rng(0).integers(0, args.users, args.queries)
     fresh = latencies(target, users, reconnect=True)

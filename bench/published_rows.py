@@ -17,7 +17,7 @@ import duckdb
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pipeline.sqlfiles import sql  # noqa: E402
+from pipeline.core.sqlfiles import sql  # noqa: E402
 
 
 def main() -> None:

@@ -33,9 +33,9 @@ def child(loss: str, movies: int, steps: int) -> dict[str, float]:
     import numpy as np
     import torch
 
+    from pipeline.core.timings import peak_rss_mib, release_free_memory, reset_peak_rss, rss_mib
     from pipeline.models import sasrec
     from pipeline.models.registry import hyper_parameters
-    from pipeline.timings import peak_rss_mib, release_free_memory, reset_peak_rss, rss_mib
     from pipeline.training.loop import TRIM_EVERY_STEPS, cpu_has_native_bf16
 
     p = hyper_parameters("sasrec", {})

@@ -43,10 +43,10 @@ sys.path.insert(0, str(REPO))
 
 from bench.protocol_b import protocol_b  # noqa: E402
 from pipeline import logs  # noqa: E402
+from pipeline.evaluation.protocols import ratings  # noqa: E402
+from pipeline.evaluation.split import TEST  # noqa: E402
 from pipeline.models import registry  # noqa: E402
 from pipeline.models.sasrec import SASRec, histories, padded, windows  # noqa: E402
-from pipeline.protocols import ratings  # noqa: E402
-from pipeline.split import TEST  # noqa: E402
 from pipeline.training.loop import select_device  # noqa: E402
 
 

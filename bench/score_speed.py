@@ -40,10 +40,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.features import Features
+from pipeline.ingest.features import Features
 from pipeline.models import registry
-from pipeline.recommend import top_n, users_per_block
-from pipeline.run import SHARD_COMPRESSION
+from pipeline.serving.recommend import top_n, users_per_block
+from pipeline.stages.run import SHARD_COMPRESSION
 from pipeline.training.loop import select_device
 
 T = TypeVar("T")

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from pipeline.datasets.read import typed_ratings
+from pipeline.ingest.read import typed_ratings
 from pipeline.models.svd import notebook_holdout
 
 NOTEBOOK = (8_886, 0.9628, 0.7459)

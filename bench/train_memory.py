@@ -43,7 +43,7 @@ def _child(code: str, env: dict[str, str]) -> None:
 
 
 def main() -> None:
-    from pipeline.config import NIGHTLY_MODELS
+    from pipeline.core.config import NIGHTLY_MODELS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT / "var" / "bench" / "synth-20000x12000")
@@ -87,7 +87,7 @@ def main() -> None:
 
 def _report(run_dir: str, models: list[str], label: str, target_mib: int) -> None:
     """Each task's seconds, peak and validation NDCG@10 beside the split task's peak (the baseline)."""
-    from pipeline import timings
+    from pipeline.core import timings
 
     entries = {e["task"]: e for e in timings.collect(run_dir)}
     base = entries["split"]["peak_rss_mib"]

@@ -23,13 +23,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.datasets.layouts import RatingScale
-from pipeline.evaluate import rating_metrics, rerank_metrics
-from pipeline.features import Features
+from pipeline.core.metrics import rating_metrics, rerank_metrics
+from pipeline.evaluation.protocols import ratings
+from pipeline.evaluation.split import TEST, TRAIN, VAL
+from pipeline.ingest.features import Features
+from pipeline.ingest.layouts import RatingScale
 from pipeline.models import registry
-from pipeline.protocols import ratings
-from pipeline.recommend import top_n
-from pipeline.split import TEST, TRAIN, VAL
+from pipeline.serving.recommend import top_n
 from pipeline.training.loop import select_device
 
 

@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.config import TrainParams
+from pipeline.core.config import TrainParams
 from pipeline.models.biased_mf import BiasedMF
 from pipeline.training.loop import SPARSE_ABOVE_ROWS, Optimisers
 

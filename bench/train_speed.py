@@ -33,13 +33,13 @@ from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.config import PROJECT_ROOT
-from pipeline.datasets.layouts import WHOLE_STARS
-from pipeline.features import Features
+from pipeline.core.config import PROJECT_ROOT
+from pipeline.evaluation.protocols import ratings
+from pipeline.evaluation.split import TRAIN, VAL
+from pipeline.ingest.features import Features
+from pipeline.ingest.layouts import WHOLE_STARS
 from pipeline.models import registry
 from pipeline.models.pair_mlp import PairMLP
-from pipeline.protocols import ratings
-from pipeline.split import TRAIN, VAL
 from pipeline.training.loop import select_device
 from pipeline.training.ratings import fit
 

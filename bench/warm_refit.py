@@ -36,12 +36,12 @@ sys.path.insert(0, str(REPO))
 
 from bench.protocol_b import protocol_b  # noqa: E402
 from pipeline import logs  # noqa: E402
-from pipeline.datasets.spec import resolve_dataset  # noqa: E402
-from pipeline.evaluate import rating_metrics  # noqa: E402
-from pipeline.features import Features  # noqa: E402
+from pipeline.core.metrics import rating_metrics  # noqa: E402
+from pipeline.evaluation.protocols import ranking_metrics, ratings, schedule_from  # noqa: E402
+from pipeline.evaluation.split import TEST, TRAIN, VAL  # noqa: E402
+from pipeline.ingest.features import Features  # noqa: E402
+from pipeline.ingest.spec import resolve_dataset  # noqa: E402
 from pipeline.models import registry  # noqa: E402
-from pipeline.protocols import ranking_metrics, ratings, schedule_from  # noqa: E402
-from pipeline.split import TEST, TRAIN, VAL  # noqa: E402
 from pipeline.training.loop import select_device  # noqa: E402
 
 

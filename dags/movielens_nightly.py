@@ -42,13 +42,13 @@ import pendulum
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
 # names only: config imports no model or data code
-from pipeline.config import ALL_MODELS, EVALUATION, NIGHTLY, NIGHTLY_MODELS, TRAINING_POOL, WAREHOUSE_POOL
+from pipeline.core.config import ALL_MODELS, EVALUATION, NIGHTLY, NIGHTLY_MODELS, TRAINING_POOL, WAREHOUSE_POOL
 
 # a retried task waits MOVIELENS_RETRY_DELAY_S (default 2 min), doubling on each further try
 RETRY_DELAY = timedelta(seconds=float(os.environ.get("MOVIELENS_RETRY_DELAY_S", 120)))
 TRANSIENT = {"retries": 2, "retry_delay": RETRY_DELAY, "retry_exponential_backoff": True}
 
-# Each stage is pipeline.run.<name>(run_dir) -> run_dir. Validation never
+# Each stage is pipeline.stages.run.<name>(run_dir) -> run_dir. Validation never
 # retries (bad data stays bad); steps that touch files or the warehouse may.
 # Tasks that open the DuckDB warehouse share a one-slot pool: the nightly, replay and evaluation
 # DAGs write the same file, and DuckDB lets one process write it at a time.
@@ -62,7 +62,7 @@ STAGES_BEFORE_TRAINING = (
 )
 # Tasks that train or score take every core they are given: they share the `training` pool, whose
 # slots (MOVIELENS_TRAINING_SLOTS, default one per 4 cores) are how many run at once; each then
-# uses cores / slots threads (pipeline.run.use_task_threads). `make setup` creates both pools.
+# uses cores / slots threads (pipeline.stages.run.use_task_threads). `make setup` creates both pools.
 HEAVY = {"pool": TRAINING_POOL}
 STAGES_BEFORE_SCORING = (
     ("evaluate", WAREHOUSE),
@@ -81,7 +81,7 @@ STAGES_AFTER_SCORING = (
 
 def _on_failure(context) -> None:
     """Page through the same channels as data-quality alerts (MOVIELENS_ALERT_CHANNELS)."""
-    from pipeline import alerts
+    from pipeline.core import alerts
 
     alerts.notify(alerts.task_failure_alert(context))
 
@@ -91,7 +91,7 @@ def _stage(name: str, settings: dict):
 
     @task(task_id=name, **settings)
     def run_stage(run_dir: str) -> str:
-        from pipeline import run
+        from pipeline.stages import run
 
         return getattr(run, name)(run_dir)
 
@@ -145,9 +145,9 @@ def _fetch(job: str):
     def fetch() -> str:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from pipeline import run
-        from pipeline.datasets.download import DownloadError
-        from pipeline.datasets.layouts import LayoutError
+        from pipeline.ingest.download import DownloadError
+        from pipeline.ingest.layouts import LayoutError
+        from pipeline.stages import run
 
         ctx = get_current_context()
         p = ctx["params"]
@@ -181,14 +181,14 @@ def _train_models(run_dir):
 
     @task
     def model_names(run_dir: str) -> list[str]:
-        from pipeline import run
+        from pipeline.stages import run
 
         return run.model_names(run_dir)
 
     @task(map_index_template="{{ name }}", **HEAVY)
     def train_model(run_dir: str, name: str) -> str:
         """One model: tuned on train_inner and judged on validation (and, weekly, refit and protocol A)."""
-        from pipeline import run
+        from pipeline.stages import run
 
         return run.train_model(run_dir, name)
 
@@ -200,14 +200,14 @@ def movielens_pipeline() -> None:
 
     @task
     def score_shards(run_dir: str) -> list[int]:
-        from pipeline import run
+        from pipeline.stages import run
 
         return run.score_shards(run_dir)
 
     @task(map_index_template="shard {{ shard }}", **TRANSIENT, **HEAVY)
     def score_shard(run_dir: str, shard: int) -> str:
         """One user range of the top-N lists; one mapped task per shard."""
-        from pipeline import run
+        from pipeline.stages import run
 
         return run.score_shard(run_dir, shard)
 

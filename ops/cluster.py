@@ -35,7 +35,7 @@ from pathlib import Path
 
 from ops.local_airflow import AirflowStartError, airflow_executable, catch_ctrl_c, healthy, interrupt, stop, tail
 from ops.pools import ensure_pools
-from pipeline.config import PROJECT_ROOT, var_dir
+from pipeline.core.config import PROJECT_ROOT, var_dir
 
 STARTUP_TIMEOUT_S = 240
 WORKER_HOSTNAME_ENV = "MOVIELENS_WORKER_HOSTNAME"

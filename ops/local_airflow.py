@@ -91,7 +91,7 @@ def environment(port: int, parallelism: int) -> dict[str, str]:
 def dags_test_environment(var: Path) -> dict[str, str]:
     """For `airflow dags test` from a bench: the project's Airflow and DAGs, a run folder and
     warehouse of its own under `var` (what the Makefile sets, plus the scratch paths)."""
-    from pipeline.config import PROJECT_ROOT
+    from pipeline.core.config import PROJECT_ROOT
 
     return {
         **os.environ,

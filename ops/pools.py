@@ -2,7 +2,7 @@
 and the `warehouse` pool: one task at a time opens the DuckDB warehouse, whichever DAG it is in.
 
 Airflow's own means of keeping heavy tasks from fighting over the cores. Its
-slots are pipeline.config.training_slots() (one per 4 cores, at least one;
+slots are pipeline.core.config.training_slots() (one per 4 cores, at least one;
 MOVIELENS_TRAINING_SLOTS overrides), and each task in it uses cores / slots
 threads. Set before the scheduler starts (ops.local_airflow) and by `make
 setup`, so the pool always matches what the tasks assume.
@@ -17,7 +17,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 
-from pipeline.config import TRAINING_POOL, WAREHOUSE_POOL, threads_per_task, training_slots
+from pipeline.core.config import TRAINING_POOL, WAREHOUSE_POOL, threads_per_task, training_slots
 
 
 def description(environ: Mapping[str, str] | None = None) -> str:

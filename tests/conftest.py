@@ -30,7 +30,7 @@ def shared_dataset(name: str) -> Path:
 
 def shared_ratings(name: str):
     """The typed ratings of a real copy, read by the pipeline's own reader (skip when absent)."""
-    from pipeline.datasets.read import typed_ratings
+    from pipeline.ingest.read import typed_ratings
 
     return typed_ratings(shared_dataset(name))
 
@@ -68,7 +68,7 @@ def webhook_server() -> Iterator[tuple[str, list[dict]]]:
 @pytest.fixture
 def con(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """A real warehouse with 20 movies and two users' ratings (user 1 rated movie 1, user 2 movie 2)."""
-    from pipeline import warehouse
+    from pipeline.core import warehouse
 
     con = warehouse.connect(tmp_path / "wh.duckdb")
     con.execute("CREATE TABLE movies AS SELECT range AS movie_id, 'Film ' || range AS title FROM range(1, 21)")

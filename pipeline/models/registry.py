@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from pipeline.config import TrainParams, UnknownModelError, check_model_names  # noqa: F401 (UnknownModelError: re-exported)
+from pipeline.core.config import TrainParams, UnknownModelError, check_model_names  # noqa: F401 (UnknownModelError: re-exported)
 from pipeline.models.baselines import EASE, MostPopular, interactions
 from pipeline.models.biased_mf import BiasedMF
 from pipeline.models.pair_mlp import PairMLP
@@ -31,7 +31,7 @@ from pipeline.training import ratings as rating_trainer
 from pipeline.training import sequences as sequence_trainer
 
 if TYPE_CHECKING:
-    from pipeline.features import Features
+    from pipeline.ingest.features import Features
 
 log = logging.getLogger(__name__)
 
@@ -396,7 +396,7 @@ class Recommender:
 
     @property
     def reason_kind(self) -> str:
-        """How a recommendation is explained (pipeline.recommend): "popular" for most-popular (its
+        """How a recommendation is explained (pipeline.serving.recommend): "popular" for most-popular (its
         ratings count and window, never a claim about the user's taste), "contribution" for EASE
         (the history movie whose weight adds most to the score), "similar" for every model with
         item vectors (the user's best-rated movie closest to it; for sasrec in its tied item

@@ -14,7 +14,7 @@ import polars as pl
 import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 
-from pipeline.split import TEST, TRAIN, holdout_time_split
+from pipeline.evaluation.split import TEST, TRAIN, holdout_time_split
 
 
 @dataclass

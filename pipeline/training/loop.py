@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.config import TrainParams
-from pipeline.progress import Progress
-from pipeline.timings import release_free_memory
+from pipeline.core.config import TrainParams
+from pipeline.core.progress import Progress
+from pipeline.core.timings import release_free_memory
 
 log = logging.getLogger(__name__)
 # batches of varying shapes (sasrec's windows) fragment glibc's heap: freed blocks that no later

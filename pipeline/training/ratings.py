@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pipeline.config import TrainParams
+from pipeline.core.config import TrainParams
 from pipeline.training.loop import VAL_LOSS, TrainResult, on_device, seed_everything, train
 
 log = logging.getLogger(__name__)

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from pipeline.config import TrainParams
-from pipeline.evaluate import full_ranking_metrics
+from pipeline.core.config import TrainParams
+from pipeline.core.metrics import full_ranking_metrics
 from pipeline.models.baselines import interactions
 from pipeline.models.sasrec import (
     SASRec,

@@ -47,9 +47,9 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline import run
-from pipeline.config import RunConfig
-from tests.synthetic import BASE_TS, make, write_ml1m
+from pipeline.core.config import RunConfig
+from pipeline.stages import run
+from tests.support.synthetic import BASE_TS, make, write_ml1m
 
 REPO = Path(__file__).resolve().parents[2]
 D1 = datetime.fromtimestamp(BASE_TS + 6_000_000, UTC)  # about 60% of the ratings before it
@@ -262,7 +262,7 @@ def _check_rerun(template: Template, folder: Path, step: str, tally: Tally, labe
 
 def _check_same_date_again(folder: Path, tally: Tally, label: str) -> None:
     """The same logical date published again under another run id replaces B: one run for the date."""
-    from pipeline.publish import publish
+    from pipeline.serving.publish import publish
 
     run_dir = folder / "var" / "runs" / RUN_B
     cfg = RunConfig.load(run_dir)

@@ -4,9 +4,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline.evaluate import full_ranking_metrics
+from pipeline.core.metrics import full_ranking_metrics
+from pipeline.evaluation.split import TEST, temporal_split
 from pipeline.models.baselines import EASE, MostPopular, interactions
-from pipeline.split import TEST, temporal_split
 from tests.conftest import shared_ratings
 
 

@@ -15,14 +15,14 @@ import polars as pl
 import pytest
 import torch
 
-from pipeline.datasets.layouts import WHOLE_STARS
-from pipeline.evaluate import full_ranking_metrics
+from pipeline.core.metrics import full_ranking_metrics
+from pipeline.evaluation.protocols import ratings
+from pipeline.evaluation.split import TEST, TRAIN, VAL
+from pipeline.ingest.layouts import WHOLE_STARS
 from pipeline.models import registry
 from pipeline.models.baselines import interactions
-from pipeline.protocols import ratings
-from pipeline.recommend import top_n
-from pipeline.split import TEST, TRAIN, VAL
-from tests.models.data import FAST, N_MOVIES, N_USERS, features, planted_split
+from pipeline.serving.recommend import top_n
+from tests.support.model_data import FAST, N_MOVIES, N_USERS, features, planted_split
 
 CPU = torch.device("cpu")
 MODELS = sorted(registry.SPECS)
@@ -49,7 +49,7 @@ def fitted(request, split) -> registry.Recommender:
 
 
 def test_every_model_of_the_config_is_in_the_contract() -> None:
-    from pipeline.config import ALL_MODELS
+    from pipeline.core.config import ALL_MODELS
 
     assert set(MODELS) == set(ALL_MODELS)
 

@@ -8,12 +8,12 @@ import polars as pl
 import pytest
 import torch
 
-from pipeline.config import ALL_MODELS
-from pipeline.datasets.layouts import WHOLE_STARS
+from pipeline.core.config import ALL_MODELS
+from pipeline.evaluation.protocols import ratings
+from pipeline.evaluation.split import TRAIN, VAL
+from pipeline.ingest.layouts import WHOLE_STARS
 from pipeline.models import registry
-from pipeline.protocols import ratings
-from pipeline.split import TRAIN, VAL
-from tests.models.data import FAST, N_MOVIES, features, planted_split
+from tests.support.model_data import FAST, N_MOVIES, features, planted_split
 
 CPU = torch.device("cpu")
 

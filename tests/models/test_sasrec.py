@@ -6,11 +6,11 @@ import polars as pl
 import pytest
 import torch
 
-from pipeline.features import Features
+from pipeline.ingest.features import Features
 from pipeline.models import registry
 from pipeline.models.registry import Ratings
 from pipeline.models.sasrec import SASRec, batches, histories, padded, windows
-from pipeline.recommend import top_n
+from pipeline.serving.recommend import top_n
 
 CPU = torch.device("cpu")
 N_MOVIES = 40

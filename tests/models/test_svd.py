@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from pipeline.evaluation.split import TEST, holdout_time_split
 from pipeline.models.svd import TruncatedSVDRatings, notebook_holdout
-from pipeline.split import TEST, holdout_time_split
 from tests.conftest import shared_ratings
 
 

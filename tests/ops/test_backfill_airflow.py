@@ -14,9 +14,9 @@ import pytest
 
 from ops.local_airflow import airflow_executable
 from tests.conftest import REPO
-from tests.ops.ports import free_port, is_free
-from tests.ops.procs import processes_with_env
-from tests.synthetic import make, write_ml1m
+from tests.support.ports import free_port, is_free
+from tests.support.procs import processes_with_env
+from tests.support.synthetic import make, write_ml1m
 
 # synthetic ratings run from 2001-09-09 to 2002-01-02: two monthly runs see growing history
 

@@ -26,8 +26,8 @@ import pytest
 
 from ops.cluster import CLUSTER_ENV, Cluster, Ports, missing_services, running
 from tests.conftest import REPO, SHARED_DATA
-from tests.ops.ports import free_port, is_free
-from tests.ops.procs import processes_with_env
+from tests.support.ports import free_port, is_free
+from tests.support.procs import processes_with_env
 
 pytestmark = pytest.mark.integration
 

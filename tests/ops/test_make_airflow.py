@@ -11,8 +11,8 @@ import pytest
 
 from ops.local_airflow import airflow_executable
 from tests.conftest import REPO
-from tests.ops.ports import free_port, is_free
-from tests.ops.procs import processes_with_env
+from tests.support.ports import free_port, is_free
+from tests.support.procs import processes_with_env
 
 
 def _airflow_processes(home: Path) -> list[str]:

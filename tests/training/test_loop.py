@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.config import TrainParams
+from pipeline.core.config import TrainParams
 from pipeline.training import loop
 
 

@@ -2,12 +2,12 @@ import polars as pl
 import pytest
 import torch
 
-from pipeline.config import TrainParams
+from pipeline.core.config import TrainParams
+from pipeline.evaluation.split import TRAIN, VAL, notebook_split
 from pipeline.models.pair_mlp import PairMLP
-from pipeline.split import TRAIN, VAL, notebook_split
 from pipeline.training.loop import select_device
 from pipeline.training.ratings import fit, predict
-from tests.synthetic import make
+from tests.support.synthetic import make
 
 
 def _data(clusters: int = 0, per_user: int = 25):

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from pipeline.config import TrainParams
+from pipeline.core.config import TrainParams
 from pipeline.models.registry import Ratings
 from pipeline.models.sasrec import (
     SASRec,

@@ -1,0 +1,1 @@
+"""What every layer may use: settings, logs, progress, timings, the warehouse connection, alerts, metrics."""

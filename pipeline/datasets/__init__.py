@@ -1,1 +1,0 @@
-"""Locate, recognise and read raw MovieLens files."""

@@ -1,0 +1,1 @@
+"""How models are judged: the splits, the protocols, the champion rule, forward evaluation of published lists."""
