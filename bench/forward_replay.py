@@ -37,13 +37,15 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.protocol_b import Split, ids_only, indexed, protocol_b  # noqa: E402
-from pipeline import logs  # noqa: E402
+from pipeline.core import logs  # noqa: E402
 from pipeline.core.config import PROJECT_ROOT  # noqa: E402
 from pipeline.evaluation.forward import window_metrics  # noqa: E402
 from pipeline.evaluation.protocols import production_fit, ratings, schedule_from  # noqa: E402
 from pipeline.evaluation.split import TRAIN, VAL, temporal_split  # noqa: E402
 from pipeline.models import registry  # noqa: E402
+from pipeline.models.base import Recommender  # noqa: E402
 from pipeline.serving.recommend import top_n  # noqa: E402
+from pipeline.training import fit as train  # noqa: E402
 
 CPU = torch.device("cpu")
 
@@ -68,14 +70,14 @@ def snapshot(data: Split, cut: datetime) -> tuple[pl.DataFrame, np.ndarray, np.n
     return indexed(before)
 
 
-def fit(name: str, frame: pl.DataFrame, n_users: int, n_movies: int, data: Split) -> registry.Recommender:
+def fit(name: str, frame: pl.DataFrame, n_users: int, n_movies: int, data: Split) -> Recommender:
     """The job's way: tuned on protocol B's validation of this snapshot, refitted on all of it."""
-    feats, params = ids_only(n_users, n_movies), registry.hyper_parameters(name)
+    feats, params = ids_only(n_users, n_movies), registry.model_class(name).hyper_parameters()
     schedule: dict = {}
-    if registry.spec(name).family != "closed_form":  # a closed form has nothing to tune: one solve
+    if registry.model_class(name).spec.torch:  # a closed form has nothing to tune: one solve
         split = temporal_split(frame)
         inner, val = (ratings(split.filter(pl.col("split") == s), data.scale) for s in (TRAIN, VAL))
-        schedule = schedule_from(registry.Recommender(name, params, feats, CPU).fit(inner, val))
+        schedule = schedule_from(train(registry.create(name, params, feats, CPU), inner, val))
     model, _ = production_fit(name, params, feats, frame, data.scale, CPU, schedule)
     return model
 

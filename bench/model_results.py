@@ -31,12 +31,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from ops.local_airflow import dags_test_environment  # noqa: E402
-from pipeline import logs  # noqa: E402
-from pipeline.core.config import ALL_MODELS, PROJECT_ROOT  # noqa: E402
+from pipeline.core import logs  # noqa: E402
+from pipeline.core.config import PROJECT_ROOT  # noqa: E402
 from pipeline.evaluation.champion import FULL_RANKING_COLUMNS as B_COLUMNS  # noqa: E402
 from pipeline.evaluation.champion import NOTEBOOK_COLUMNS as A_COLUMNS  # noqa: E402
 from pipeline.evaluation.champion import metric_value  # noqa: E402
 from pipeline.models import registry  # noqa: E402
+from pipeline.models.registry import NAMES as ALL_MODELS  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 DATASETS = ("ml-100k", "ml-1m-users-1-2999", "ml-latest-small")
@@ -71,10 +72,10 @@ def _cell(value, fmt: str) -> str:
 
 def _ranks_by(result: dict) -> str:
     """What orders the lists: the interaction head (negatives > 0), the predicted rating, or the score."""
-    spec = registry.spec(result["model"])
-    if not spec.predicts_ratings:
+    spec = registry.model_class(result["model"]).spec
+    if not spec.rates:
         return "score"
-    if spec.family == "neural" and int(result.get("params", {}).get("negatives", 0)) > 0:
+    if spec.torch and int(result.get("params", {}).get("negatives", 0)) > 0:
         return "interaction"
     return "rating"
 

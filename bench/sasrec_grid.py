@@ -26,11 +26,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.protocol_b import protocol_b  # noqa: E402
-from pipeline import logs  # noqa: E402
+from pipeline.core import logs  # noqa: E402
 from pipeline.core.config import PROJECT_ROOT  # noqa: E402
 from pipeline.evaluation.protocols import full_ranking_protocol, ranking_metrics, ratings  # noqa: E402
 from pipeline.evaluation.split import TRAIN, VAL  # noqa: E402
 from pipeline.models import registry  # noqa: E402
+from pipeline.training import fit  # noqa: E402
 
 # The reference implementation's setting (EVALUATION.md's SASRec row), which every entry of the
 # grid overrides; the first entry is the reference itself.
@@ -81,7 +82,7 @@ GRID: list[dict] = [
 
 def setting(overrides: dict, max_epochs: int) -> dict:
     """sasrec's parameters for one grid entry: the reference's setting with the entry's overrides."""
-    return registry.hyper_parameters("sasrec", {**REFERENCE, **overrides, "max_epochs": max_epochs})
+    return registry.model_class("sasrec").hyper_parameters({**REFERENCE, **overrides, "max_epochs": max_epochs})
 
 
 def main() -> None:
@@ -110,9 +111,9 @@ def main() -> None:
         key = json.dumps(GRID[i], sort_keys=True)
         if key in done:
             continue
-        model = registry.Recommender("sasrec", setting(GRID[i], args.max_epochs), data.features(), torch.device("cpu"))
+        model = registry.create("sasrec", setting(GRID[i], args.max_epochs), data.features(), torch.device("cpu"))
         started = time.perf_counter()
-        fitted = model.fit(ratings(inner, data.scale), ratings(val, data.scale))
+        fitted = fit(model, ratings(inner, data.scale), ratings(val, data.scale))
         metrics = ranking_metrics(model, inner, val, data.scale)
         done[key] = {
             "overrides": GRID[i],
@@ -143,7 +144,7 @@ def test_against(data, settings: list[dict], max_epochs: int, cache: Path) -> No
         if key in done:
             continue
         name = overrides.get("model", "sasrec")
-        params = setting(overrides, max_epochs) if name == "sasrec" else registry.hyper_parameters(name)
+        params = setting(overrides, max_epochs) if name == "sasrec" else registry.model_class(name).hyper_parameters()
         started = time.perf_counter()
         result, _ = full_ranking_protocol(name, params, data.features(), data.frame, data.scale, torch.device("cpu"))
         done[key] = {"overrides": overrides, "seconds": round(time.perf_counter() - started), **result}

@@ -1,7 +1,7 @@
 """SASRec's seconds per training epoch against the epoch's arithmetic floor, same run.
 
 Trains `sasrec` with its registry defaults through the job's own trainer
-(pipeline.training.sequences, no validation) on protocol B's train split of
+(pipeline.training.fit, no validation) on protocol B's train split of
 a dataset (default ml-1m-users-1-2999), and prints the seconds of each epoch
 next to the floor: the multiply-adds the epoch cannot avoid, forward and
 backward (3x the forward's), at the best rate of a large square matrix
@@ -42,11 +42,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.protocol_b import protocol_b  # noqa: E402
-from pipeline import logs  # noqa: E402
+from pipeline.core import logs  # noqa: E402
 from pipeline.evaluation.protocols import ratings  # noqa: E402
 from pipeline.evaluation.split import TEST  # noqa: E402
 from pipeline.models import registry  # noqa: E402
-from pipeline.models.sasrec import SASRec, histories, padded, windows  # noqa: E402
+from pipeline.models.sequence import SASRec, histories, padded, windows  # noqa: E402
+from pipeline.training import fit  # noqa: E402
 from pipeline.training.loop import select_device  # noqa: E402
 
 
@@ -118,7 +119,7 @@ def main() -> None:
     data = protocol_b(args.dataset)
     train = data.frame.filter(pl.col("split") != TEST)
     n_users, n_movies, feats = data.n_users, data.n_movies, data.features()
-    params = registry.hyper_parameters("sasrec", json.loads(args.params))
+    params = registry.model_class("sasrec").hyper_parameters(json.loads(args.params))
     rows = ratings(train, data.scale)
     history = histories(rows.users, rows.movies, rows.timestamps, n_users)
     w = windows(history, int(params["max_len"]))
@@ -126,13 +127,14 @@ def main() -> None:
     total_gflop = flops["logits_gflop"] + flops["blocks_gflop"]
 
     rates = [square_rate(device)]
-    model = registry.Recommender("sasrec", params, feats, device)
-    result = model.fit(rows, None, epochs=args.epochs)
+    model = registry.create("sasrec", params, feats, device)
+    result = fit(model, rows, None, epochs=args.epochs)
     rates.append(square_rate(device))
     baseline_s = None
     if args.baseline is not None:
-        other = registry.hyper_parameters("sasrec", {**json.loads(args.params), **json.loads(args.baseline)})
-        fitted = registry.Recommender("sasrec", other, feats, device).fit(rows, None, epochs=args.epochs)
+        overrides = {**json.loads(args.params), **json.loads(args.baseline)}
+        other = registry.model_class("sasrec").hyper_parameters(overrides)
+        fitted = fit(registry.create("sasrec", other, feats, device), rows, None, epochs=args.epochs)
         baseline_s = [h["seconds"] for h in fitted.history]
         rates.append(square_rate(device))
     rate = max(rates)

@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.ingest.features import Features
 from pipeline.models import registry
+from pipeline.models.base import Recommender
 from pipeline.serving.recommend import top_n, users_per_block
 from pipeline.stages.run import SHARD_COMPRESSION
 from pipeline.training.loop import select_device
@@ -119,7 +120,7 @@ def matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 5, tria
 
 
 @torch.no_grad()
-def product_seconds(rec: registry.Recommender, n_users: int) -> float:
+def product_seconds(rec: Recommender, n_users: int) -> float:
     """The scorer's matrix products alone, in its own user blocks and buffer: what of the ratio the
     product takes, and so what is left for excluding seen movies, top-k, reasons and rows."""
     batch = users_per_block(rec.n_movies, rec.device)
@@ -133,11 +134,11 @@ def product_seconds(rec: registry.Recommender, n_users: int) -> float:
     return time.perf_counter() - started
 
 
-def model(name: str, feats: Features, device: torch.device, overrides: dict | None = None) -> registry.Recommender:
+def model(name: str, feats: Features, device: torch.device, overrides: dict | None = None) -> Recommender:
     """A model with random weights (what is measured is the cost of scoring, not its quality)."""
     torch.manual_seed(0)
-    rec = registry.Recommender(name, registry.hyper_parameters(name, overrides), feats, device)
-    rec.module = rec._build(None).to(device).eval()
+    rec = registry.create(name, registry.model_class(name).hyper_parameters(overrides), feats, device)
+    rec.module = rec.build(None).to(device).eval()
     return rec
 
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from pipeline.evaluation.protocols import svd_notebook_holdout as notebook_holdout
 from pipeline.ingest.read import typed_ratings
-from pipeline.models.svd import notebook_holdout
 
 NOTEBOOK = (8_886, 0.9628, 0.7459)
 TIES_BY_RATING = ("rating", "movie_id")  # timestamp ties lowest rating first: the notebook's pairs and RMSE

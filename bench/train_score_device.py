@@ -30,13 +30,14 @@ from pipeline.ingest.features import Features
 from pipeline.ingest.layouts import RatingScale
 from pipeline.models import registry
 from pipeline.serving.recommend import top_n
+from pipeline.training import fit
 from pipeline.training.loop import select_device
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir")
-    parser.add_argument("--model", default="neumf_features", choices=list(registry.SPECS))
+    parser.add_argument("--model", default="neumf_features", choices=list(registry.NAMES))
     parser.add_argument("--device", default="auto")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
@@ -52,7 +53,7 @@ def main() -> None:
         for k, v in {"max_epochs": args.epochs, "batch_size": args.batch_size, "negatives": args.negatives}.items()
         if v is not None
     }
-    params = registry.hyper_parameters(args.model, overrides)
+    params = registry.model_class(args.model).hyper_parameters(overrides)
     feats = Features.load(run / "features.npz")
     split = pl.read_parquet(run / "split.parquet")
     device = select_device(args.device)
@@ -61,8 +62,8 @@ def main() -> None:
     def part(split_id: int):
         return ratings(split.filter(pl.col("split") == split_id), scale)
 
-    model = registry.Recommender(args.model, params, feats, device)
-    result = model.fit(part(TRAIN), part(VAL))
+    model = registry.create(args.model, params, feats, device)
+    result = fit(model, part(TRAIN), part(VAL))
     test = split.filter(pl.col("split") == TEST)
     pred = model.predict(test["user_idx"].to_numpy(), test["movie_idx"].to_numpy())
     metrics = {

@@ -21,8 +21,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.core.config import TrainParams
-from pipeline.models.biased_mf import BiasedMF
-from pipeline.training.loop import SPARSE_ABOVE_ROWS, Optimisers
+from pipeline.models.factors import BiasedMF
+from pipeline.models.neural import SPARSE_ABOVE_ROWS
+from pipeline.training.loop import Optimisers
 
 # (users, movies): ml-100k, ml-1m, ml-latest-small, 20,000 x 12,000, ml-10m, ml-20m, ml-25m
 SWEEP = [(943, 1_682), (6_040, 3_706), (610, 9_742), (20_000, 12_000), (69_878, 10_677), (138_493, 26_744)]

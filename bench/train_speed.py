@@ -4,7 +4,7 @@ Both train neumf_features (same layers, Adam) on the
 train split of a prepared run folder (features.npz, split.parquet; e.g. from
 `make run DATASET=../shared/data/ml-1m-users-1-2999`):
 
-- ours: `pipeline.train.fit` (whole tensors on the device, batches by index),
+- ours: the trainer's loop on the rating task (whole tensors on the device, batches by index),
   a few full epochs at each of `--batch-sizes` (the first is the notebook's
   1024); its epoch time includes the validation pass. With `--converge`
   each batch size trains to early stopping and its best validation RMSE is
@@ -39,9 +39,11 @@ from pipeline.evaluation.split import TRAIN, VAL
 from pipeline.ingest.features import Features
 from pipeline.ingest.layouts import WHOLE_STARS
 from pipeline.models import registry
-from pipeline.models.pair_mlp import PairMLP
+from pipeline.models.base import FitPlan, Ratings
+from pipeline.models.networks import PairMLP
+from pipeline.models.neural import RatingTask, seed_everything, train_params
+from pipeline.training import loop
 from pipeline.training.loop import select_device
-from pipeline.training.ratings import fit
 
 
 class NotebookRatings(Dataset):
@@ -110,6 +112,13 @@ def _latest_run() -> Path | None:
     return runs[-1].parent if runs else None
 
 
+def fit(network: PairMLP, train: Ratings, val: Ratings, params, device: torch.device):
+    """The network on the rating task in the trainer's loop, as the job's fit runs it."""
+    seed_everything(params.seed)
+    network.to(device)
+    return loop.train(network, RatingTask(network, train, val, params, device), params, device, FitPlan(loop.train))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", nargs="?", type=Path, default=None, help="default: the newest run folder")
@@ -130,21 +139,21 @@ def main() -> None:
     split = pl.read_parquet(run / "split.parquet")
     device = select_device(args.device)
     train_rows = split.filter(pl.col("split") == TRAIN)
-    train = ratings(train_rows, WHOLE_STARS).tensors()
-    val = ratings(split.filter(pl.col("split") == VAL), WHOLE_STARS).tensors()
+    train = ratings(train_rows, WHOLE_STARS)
+    val = ratings(split.filter(pl.col("split") == VAL), WHOLE_STARS)
 
     def parameters(batch_size: int) -> dict:
         # rating-only (negatives 0), as the notebook trained it
         epochs = {} if args.converge else {"max_epochs": args.epochs, "patience": args.epochs + 1}
         # the linear scaling rule: a batch k times the notebook's steps k times fewer, at k times the rate
-        lr = registry.hyper_parameters("neumf_features", {})["lr"] * batch_size / 1024
-        return registry.hyper_parameters(
-            "neumf_features", {"negatives": 0, "batch_size": batch_size, "lr": lr, **epochs}
+        lr = registry.model_class("neumf_features").hyper_parameters({})["lr"] * batch_size / 1024
+        return registry.model_class("neumf_features").hyper_parameters(
+            {"negatives": 0, "batch_size": batch_size, "lr": lr, **epochs}
         )
 
     def network(params: dict) -> PairMLP:
         torch.manual_seed(0)
-        return registry.Recommender("neumf_features", params, feats, device)._build(None)
+        return registry.create("neumf_features", params, feats, device).build(None)
 
     notebook = notebook_samples_per_s(
         network(parameters(1024)), NotebookRatings(train_rows, feats), device, args.notebook_batches
@@ -152,7 +161,7 @@ def main() -> None:
     ours = {}
     for batch_size in (int(b) for b in args.batch_sizes.split(",")):
         params = parameters(batch_size)
-        result = fit(network(params), train, val, registry.train_params(params), device)
+        result = fit(network(params), train, val, train_params(params), device)
         ours[batch_size] = {
             "samples_per_s": round(result.samples_per_s),
             "speed_up": round(result.samples_per_s / notebook, 1),

@@ -35,13 +35,15 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.protocol_b import protocol_b  # noqa: E402
-from pipeline import logs  # noqa: E402
+from pipeline.core import logs  # noqa: E402
 from pipeline.core.metrics import rating_metrics  # noqa: E402
 from pipeline.evaluation.protocols import ranking_metrics, ratings, schedule_from  # noqa: E402
 from pipeline.evaluation.split import TEST, TRAIN, VAL  # noqa: E402
 from pipeline.ingest.features import Features  # noqa: E402
 from pipeline.ingest.spec import resolve_dataset  # noqa: E402
 from pipeline.models import registry  # noqa: E402
+from pipeline.models.base import Recommender  # noqa: E402
+from pipeline.training import fit  # noqa: E402
 from pipeline.training.loop import select_device  # noqa: E402
 
 
@@ -67,42 +69,42 @@ def main() -> None:
         frame, feats, scale = data.frame, data.features(), data.scale
     inner, val = frame.filter(pl.col("split") == TRAIN), frame.filter(pl.col("split") == VAL)
     train, test = frame.filter(pl.col("split") != TEST), frame.filter(pl.col("split") == TEST)
-    params = registry.hyper_parameters(args.model, json.loads(args.params))
+    params = registry.model_class(args.model).hyper_parameters(json.loads(args.params))
     train_rows = ratings(train, scale)
 
-    def ndcg(model: registry.Recommender) -> str:
+    def ndcg(model: Recommender) -> str:
         score = f"{ranking_metrics(model, train, test, scale, None)['ndcg@10']:.4f}"
-        if not model.spec.predicts_ratings:
+        if not model.spec.rates:
             return score
         pred = model.predict(test["user_idx"].to_numpy(), test["movie_idx"].to_numpy())
         rmse = rating_metrics(np.asarray(pred), scale.to_unit(test["rating"].to_numpy()), scale.max)["rmse_stars"]
         return f"{score} | {rmse:.4f}"
 
     t0 = time.perf_counter()
-    tuned_model = registry.Recommender(args.model, params, feats, device)
-    tuned = tuned_model.fit(ratings(inner, scale), ratings(val, scale))
+    tuned_model = registry.create(args.model, params, feats, device)
+    tuned = fit(tuned_model, ratings(inner, scale), ratings(val, scale))
     tune_s = time.perf_counter() - t0
     schedule = schedule_from(tuned)
-    state = copy.deepcopy(tuned_model.module.state_dict())
+    state = copy.deepcopy(tuned_model.state_dict())
     val_ndcg = ranking_metrics(tuned_model, inner, val, scale, None)["ndcg@10"]
     tuned_model.rank_from(train_rows)
     rows = [("tuned model, ranking from train", 0, tune_s, ndcg(tuned_model))]
 
     t0 = time.perf_counter()
-    scratch = registry.Recommender(args.model, params, feats, device)
-    scratch.fit(train_rows, None, **schedule)
+    scratch = registry.create(args.model, params, feats, device)
+    fit(scratch, train_rows, None, **schedule)
     rows.append(("refit from scratch", schedule["epochs"], time.perf_counter() - t0, ndcg(scratch)))
 
     lr = schedule["lr_schedule"][-1]
     for k in range(1, args.warm + 1):
         t0 = time.perf_counter()
-        warm = registry.Recommender(args.model, params, feats, device)
-        warm.fit(train_rows, None, epochs=k, lr_schedule=[lr] * k, init_state=state)
+        warm = registry.create(args.model, params, feats, device)
+        fit(warm, train_rows, None, epochs=k, lr_schedule=[lr] * k, init_state=state)
         rows.append((f"warm start, {k} epoch(s)", k, time.perf_counter() - t0, ndcg(warm)))
 
     print(f"\n{args.model} on {args.dataset.name}: tuned {tuned.best_epoch} of {len(tuned.history)} epochs")
     print(f"val NDCG@10 of the tuned model: {val_ndcg:.4f}; tuning took {tune_s:.1f} s\n")
-    rmse = " test RMSE (stars) |" if tuned_model.spec.predicts_ratings else ""
+    rmse = " test RMSE (stars) |" if tuned_model.spec.rates else ""
     print(f"| fit for test figures | epochs | seconds | test NDCG@10 |{rmse}")
     print("|---|---|---|---|" + ("---|" if rmse else ""))
     for name, epochs, seconds, score in rows:

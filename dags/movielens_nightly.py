@@ -41,8 +41,9 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
-# names only: config imports no model or data code
-from pipeline.core.config import ALL_MODELS, EVALUATION, NIGHTLY, NIGHTLY_MODELS, TRAINING_POOL, WAREHOUSE_POOL
+# names only: config and the registry import no model or data code
+from pipeline.core.config import EVALUATION, NIGHTLY, NIGHTLY_MODELS, TRAINING_POOL, WAREHOUSE_POOL
+from pipeline.models.registry import NAMES as ALL_MODELS
 
 # a retried task waits MOVIELENS_RETRY_DELAY_S (default 2 min), doubling on each further try
 RETRY_DELAY = timedelta(seconds=float(os.environ.get("MOVIELENS_RETRY_DELAY_S", 120)))

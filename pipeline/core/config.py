@@ -12,34 +12,10 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SQL_DIR = PROJECT_ROOT / "sql"
 EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
-# every model of pipeline/models/registry.py, cheapest first
-ALL_MODELS = (
-    "most_popular",
-    "ease",
-    "svd",
-    "biased_mf",
-    "mlp",
-    "dnn_content",
-    "neumf_features",
-    "ncf_tags",
-    "sasrec",
-)
 # The nightly job's default set: the models that compete for the table (the weekly evaluation
-# job compares ALL_MODELS). The other notebook models rank far below these on validation and
-# took most of a night's training time (issue 18).
+# job compares every model of pipeline.models.registry). The other notebook models rank far
+# below these on validation and took most of a night's training time (issue 18).
 NIGHTLY_MODELS = ("most_popular", "ease", "biased_mf", "neumf_features", "sasrec")
-
-
-class UnknownModelError(ValueError):
-    """A model name in the config that the registry does not know."""
-
-
-def check_model_names(names) -> None:
-    """Fail on a name no model has, naming the known ones; without importing the models (torch),
-    which the first task of a run has no other use for."""
-    for name in names or ():
-        if name not in ALL_MODELS:
-            raise UnknownModelError(f"unknown model {name!r}; available: {', '.join(ALL_MODELS)}")
 
 
 # What a run is for. "nightly": decide on validation alone, test figures from the tuned model,
@@ -144,7 +120,7 @@ class RunConfig:
     two_stage_from: int = 20_000
     retriever: str = "biased_mf"
     candidates: int = 500
-    models: list[str] = field(default_factory=lambda: list(ALL_MODELS))
+    models: list[str] = field(default_factory=list)  # names of pipeline.models.registry
     device: str = "auto"
     # trainer settings set for this run (e.g. max_epochs), over every model's own defaults
     train_overrides: dict = field(default_factory=dict)

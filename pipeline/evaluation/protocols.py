@@ -26,11 +26,13 @@ import polars as pl
 import torch
 
 from pipeline.core.metrics import full_ranking_metrics, rating_metrics, rerank_metrics
-from pipeline.evaluation.split import TEST, TRAIN, VAL
+from pipeline.evaluation.split import TEST, TRAIN, VAL, holdout_time_split
 from pipeline.ingest.features import Features
 from pipeline.ingest.layouts import RatingScale
-from pipeline.models.baselines import interactions
-from pipeline.models.registry import Ratings, Recommender
+from pipeline.models import registry
+from pipeline.models.base import Ratings, Recommender, interactions
+from pipeline.models.factors import TruncatedSVDRatings
+from pipeline.training import fit
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +82,12 @@ def notebook_protocol(
 ) -> tuple[dict[str, Any], pl.DataFrame | None]:
     """Protocol A test metrics (rating metrics only for models that predict ratings), and the
     test ratings beside their predictions in stars for the report's plots (None without ratings)."""
-    model = Recommender(name, params, feats, device)
-    fitted = model.fit(ratings(_part(split, TRAIN), scale), ratings(_part(split, VAL), scale))
+    model = registry.create(name, params, feats, device)
+    fitted = fit(model, ratings(_part(split, TRAIN), scale), ratings(_part(split, VAL), scale))
     test = _part(split, TEST)
     users, movies = test["user_idx"].to_numpy(), test["movie_idx"].to_numpy()
     predictions = None
-    if model.spec.predicts_ratings:
+    if model.spec.rates:
         pred = model.predict(users, movies)
         metrics = rating_metrics(pred, scale.to_unit(test["rating"].to_numpy()), scale.max)
         predictions = pl.DataFrame(
@@ -113,11 +115,11 @@ def full_ranking_protocol(
     Also the validation ratings beside the tuned model's predictions in stars, for the report's
     plots (None for a model that predicts no ratings). `max_users`: see ranking_metrics."""
     inner, val = _part(split, TRAIN), _part(split, VAL)
-    model = Recommender(name, params, feats, device)
-    tuned = model.fit(ratings(inner, scale), ratings(val, scale), checkpoint=checkpoint)
+    model = registry.create(name, params, feats, device)
+    tuned = fit(model, ratings(inner, scale), ratings(val, scale), checkpoint=checkpoint)
     val_metrics = ranking_metrics(model, inner, val, scale, max_users)
     predictions = None
-    if model.spec.predicts_ratings:  # the run's rating predictor is the lowest validation RMSE (run.evaluate)
+    if model.spec.rates:  # the run's rating predictor is the lowest validation RMSE (run.evaluate)
         pred = model.predict(val["user_idx"].to_numpy(), val["movie_idx"].to_numpy())
         val_metrics |= rating_metrics(pred, scale.to_unit(val["rating"].to_numpy()), scale.max)
         predictions = pl.DataFrame(
@@ -129,10 +131,8 @@ def full_ranking_protocol(
     train_rows = ratings(train, scale)
     out: dict[str, Any] = {"val": val_metrics, "fit": _fit_summary(tuned), "schedule": schedule, "warm_start": warm}
     if refit:  # as production will: from the tuned weights when the model warm-starts, else from scratch
-        refitted = Recommender(name, params, feats, device)  # load_state_dict copies the tuned weights in
-        fitted = refitted.fit(
-            train_rows, None, **(warm or schedule), init_state=model.module.state_dict() if warm else None
-        )
+        refitted = registry.create(name, params, feats, device)  # load_state_dict copies the tuned weights in
+        fitted = fit(refitted, train_rows, None, **(warm or schedule), init_state=model.state_dict() if warm else None)
         out["refit"] = {**_fit_summary(fitted), "start": WARM_START if warm else FROM_SCRATCH}
         out["test"] = ranking_metrics(refitted, train, test, scale, max_users)
     # the tuned model ranking from train, weights unchanged: the nightly job's test figures; in the
@@ -158,9 +158,9 @@ def production_fit(
 ) -> tuple[Recommender, dict[str, Any]]:
     """The model whose lists are published: every rating up to the run's date, no hold-out. With
     `warm` and the tuned weights it continues those; otherwise it replays `schedule` from scratch."""
-    model = Recommender(name, params, feats, device)
+    model = registry.create(name, params, feats, device)
     start = warm is not None and tuned_state is not None
-    fitted = model.fit(ratings(all_ratings, scale), None, **(warm if start else schedule), init_state=tuned_state)
+    fitted = fit(model, ratings(all_ratings, scale), None, **(warm if start else schedule), init_state=tuned_state)
     return model, {**_fit_summary(fitted), "start": WARM_START if start else FROM_SCRATCH}
 
 
@@ -243,3 +243,28 @@ def _pair_scores(model: Recommender, users: np.ndarray, movies: np.ndarray) -> n
         block = model.scores(unique[start : start + 1024])
         out[rows] = block[inverse[rows] - start, movies[rows]]
     return out
+
+
+def svd_notebook_holdout(
+    ratings: pl.DataFrame, k: int = 50, ties: tuple[str, ...] = ("movie_id",)
+) -> tuple[int, float, float]:
+    """The ml-latest-small notebook's evaluation: fit on its per-user 80/10/10 time split's train
+    part (timestamp ties broken by `ties`); (test pairs whose user and movie were in train, RMSE,
+    MAE) on those pairs."""
+    frame = holdout_time_split(ratings, ties=ties)
+    train, test = frame.filter(pl.col("split") == TRAIN), frame.filter(pl.col("split") == TEST)
+    users = {u: i for i, u in enumerate(train["user_id"].unique().sort())}
+    movies = {m: i for i, m in enumerate(train["movie_id"].unique().sort())}
+    known = test.filter(pl.col("user_id").is_in(list(users)) & pl.col("movie_id").is_in(list(movies)))
+    model = TruncatedSVDRatings(k=k).fit(
+        train["user_id"].replace_strict(users).to_numpy(),
+        train["movie_id"].replace_strict(movies).to_numpy(),
+        train["rating"].to_numpy(),
+        len(users),
+        len(movies),
+    )
+    pred = model.predict(
+        known["user_id"].replace_strict(users).to_numpy(), known["movie_id"].replace_strict(movies).to_numpy()
+    )
+    error = pred - known["rating"].to_numpy()
+    return len(known), float(np.sqrt(np.mean(error**2))), float(np.mean(np.abs(error)))

@@ -27,8 +27,9 @@ from pipeline.evaluation.protocols import ratings as unit_ratings
 from pipeline.ingest.features import Features
 from pipeline.ingest.layouts import Layout, RatingScale
 from pipeline.models import registry
-from pipeline.models.registry import Recommender
+from pipeline.models.base import Recommender
 from pipeline.serving import plots
+from pipeline.training import fit
 
 log = logging.getLogger(__name__)
 
@@ -99,21 +100,21 @@ def _rating_model(run_dir: Path, champion: str, feats: Features, scale: RatingSc
     rater = (json.loads(verdict.read_text()).get("rater") or {}).get("model") if verdict.is_file() else None
     for name in (rater, champion):
         saved = run_dir / "models" / str(name) / "model.bin"
-        if name and registry.spec(name).predicts_ratings and saved.is_file():
-            return Recommender.load(name, saved, feats, device)
+        if name and registry.model_class(name).spec.rates and saved.is_file():
+            return registry.load(name, saved, feats, device)
     ratings = pl.read_parquet(run_dir / "ratings.parquet", columns=["user_idx", "movie_idx", "rating"])
     log.info(
         "%s predicts no ratings: fitting %s on the run's %d ratings for the chart", champion, STAND_IN, len(ratings)
     )
-    stand_in = Recommender(STAND_IN, registry.hyper_parameters(STAND_IN), feats, device)
-    stand_in.fit(unit_ratings(ratings, scale), None)
+    stand_in = registry.create(STAND_IN, registry.model_class(STAND_IN).hyper_parameters(), feats, device)
+    fit(stand_in, unit_ratings(ratings, scale))
     return stand_in
 
 
 def write(comparison: GenreComparison, path: Path) -> Path:
     if comparison.model == comparison.champion:
         by = comparison.model
-    elif registry.spec(comparison.champion).predicts_ratings:
+    elif registry.model_class(comparison.champion).spec.rates:
         by = f"{comparison.model} (the run's rater; {comparison.champion} ranked)"
     else:
         by = f"{comparison.model} ({comparison.champion} predicts no ratings)"

@@ -12,11 +12,14 @@ by batch_users x n_movies whatever the number of users. Two paths:
 Candidates are movies the model was trained on. Users with too little
 history for the model (fewer than `min_history` training ratings) get the most
 popular unseen movies, first within the genres they rate highly, flagged as
-a fallback. Any model of the registry can fill the lists (the champion does).
+a fallback. Any model of the registry can fill the lists (the champion does),
+and each explains its rows in its own terms (Recommender.explain) from the
+same `RatingsEvidence`.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -27,9 +30,16 @@ import polars as pl
 import torch
 
 from pipeline.core.progress import Progress
-from pipeline.models.registry import SCORES_PER_BLOCK, Recommender
+from pipeline.models.base import Recommender
+from pipeline.models.explain import Reasons
 
 log = logging.getLogger(__name__)
+
+# scores held at once when ranking every movie: 2^26 floats on the CPU (256 MiB; 1,137 users
+# of a 59,000-movie catalogue): a 50,000-user shard of the ml-25m shape took 6.5-7.0 s in
+# blocks of 2^26 against 7.6-8.1 s in blocks of 2^24 (fewer, larger products and passes),
+# and the block is still small next to the data
+SCORES_PER_BLOCK = {"cpu": 1 << 26, "cuda": 1 << 27}
 
 HISTORY_FOR_REASONS = 20  # a reason is the most similar of the user's 20 best-rated movies
 FAVOURITE_GENRES = 2  # a fallback list favours the user's this many best-rated genres
@@ -55,8 +65,8 @@ def csr(rows: np.ndarray, cols: np.ndarray, n_rows: int) -> tuple[np.ndarray, np
 
 
 def needs_two_stage(model: Recommender, from_movies: int) -> bool:
-    """An MLP scorer on a catalogue of `from_movies` movies or more re-ranks a retriever's candidates."""
-    return model.module is not None and hasattr(model.module, "mlp") and model.n_movies >= from_movies
+    """A pairwise scorer on a catalogue of `from_movies` movies or more re-ranks a retriever's candidates."""
+    return model.spec.pairwise and model.n_movies >= from_movies
 
 
 @torch.no_grad()
@@ -85,8 +95,7 @@ def top_n(
     predictor) for every row, fallbacks included; without one, the model's own
     where it predicts ratings. score, predicted and reason_rating are Float32,
     the precision they are computed in: a shard's Parquet file is then written
-    1.4x faster. How a row's reason is found depends on the model (see
-    Recommender.reason_kind).
+    1.4x faster. How a row's reason is found is the model's (Recommender.explain).
     """
     started = time.perf_counter()
     train = ratings if train is None else train
@@ -103,7 +112,7 @@ def top_n(
     seen = csr(ratings["user_idx"].to_numpy(), ratings["movie_idx"].to_numpy(), n_users)
     history = np.bincount(own_train["user_idx"].to_numpy(), minlength=n_users)
     blocked = torch.tensor(~candidate, device=device) if not candidate.all() else None
-    explain = _Explainer(model, ratings, train, n_users)
+    evidence = RatingsEvidence(ratings, train, n_users, n_movies)
 
     personal = users[history[users] >= max(min_history, 1)]
     cold = users[history[users] < max(min_history, 1)]
@@ -127,7 +136,7 @@ def top_n(
         else:
             scores = _unseen(model.score_tensor(u, out), chunk, blocked, seen)
             top_scores, top_movies = top_k(scores, min(n, n_movies))
-        parts.append(_rows(model, chunk, top_scores, top_movies, explain, rater))
+        parts.append(_rows(model, chunk, top_scores, top_movies, evidence, rater))
     progress.close()
     if len(cold):
         log.info("%d users with fewer than %d training ratings get the popularity fallback", len(cold), min_history)
@@ -257,14 +266,14 @@ def _rows(
     users: np.ndarray,
     top_scores: torch.Tensor,
     top_movies: torch.Tensor,
-    explain: _Explainer,
+    evidence: RatingsEvidence,
     rater: Recommender | None,
 ) -> pl.DataFrame:
-    """A batch's personal lists: predicted ratings from the rater (or the model, where it predicts
-    them), a reason per row."""
-    reasons = explain(users, top_movies, top_scores)
+    """A batch's personal lists: predicted ratings from the rater (or the model, where it rates),
+    a reason per row."""
+    reasons = model.explain(users, top_movies, top_scores, evidence)
     predicted = np.full(top_movies.numel(), np.nan, dtype=np.float32)
-    rater = rater if rater is not None else model if model.spec.predicts_ratings else None
+    rater = rater if rater is not None else model if model.spec.rates else None
     valid = torch.isfinite(top_scores)
     if rater is model:  # the model's own rating head, without repeating the per-pair work
         ratings = model.ratings_of_ranked(torch.from_numpy(users).to(top_movies.device), top_movies, top_scores)
@@ -439,91 +448,46 @@ def _best_rated_by_levels(ratings: pl.DataFrame, k: int) -> Ranked | None:
     return ranked_user[top], position[top], ratings["movie_idx"].to_numpy()[order], value[order]
 
 
-@dataclass(frozen=True)
-class Reasons:
-    """Per recommendation [B, k]: the history movie that drives it (-1: none) and the user's rating
-    of it; for popularity, the movie's ratings count and the window they were counted over."""
+class RatingsEvidence:
+    """The users' ratings as the models' explanations read them (pipeline.models.explain.Evidence),
+    each part computed once and only when a model asks: the best-rated history ("similar"),
+    each rating by (user, movie) (EASE's "contribution"), the window counts were taken over
+    (most-popular)."""
 
-    movie: np.ndarray
-    rating: np.ndarray
-    popularity: np.ndarray | None = None
-    window: tuple[date, date] | None = None
+    def __init__(self, ratings: pl.DataFrame, train: pl.DataFrame, n_users: int, n_movies: int) -> None:
+        self.ratings, self.train, self.n_users, self.n_movies = ratings, train, n_users, n_movies
 
-    @classmethod
-    def none(cls, shape: tuple[int, ...]) -> Reasons:
-        return cls(np.full(shape, -1, dtype=np.int64), np.full(shape, np.nan, dtype=np.float32))
+    @functools.cached_property
+    def _liked(self) -> tuple[np.ndarray, np.ndarray]:
+        return _liked_history(self.ratings, self.n_users)
 
+    def liked(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._liked
 
-class _Explainer:
-    """Why each movie is recommended, in the model's own terms (Recommender.reason_kind):
+    @functools.cached_property
+    def _by_key(self) -> tuple[np.ndarray, np.ndarray]:
+        """(user * n_movies + movie) keys of every rating, sorted, and the ratings in that order."""
+        r = self.ratings
+        keys = r["user_idx"].to_numpy().astype(np.int64) * self.n_movies + r["movie_idx"].to_numpy()
+        order = np.argsort(keys)
+        return keys[order], r["rating"].to_numpy().astype(np.float32)[order]
 
-    - similar: the user's best-rated movie (of their HISTORY_FOR_REASONS best) closest to the
-      recommendation in the model's item space (cosine of its item vectors);
-    - contribution (EASE): the history movie j whose weight B[j, i] adds most to the score;
-    - popular (most-popular): how many ratings the movie had, and over which dates.
-    """
+    def rating_of(self, users: np.ndarray, movies: np.ndarray) -> np.ndarray:
+        keys, values = self._by_key
+        at = np.searchsorted(keys, users[:, None] * self.n_movies + np.maximum(movies, 0))
+        at = np.minimum(at, len(keys) - 1)
+        return np.where(movies >= 0, values[at], np.float32(np.nan))
 
-    def __init__(self, model: Recommender, ratings: pl.DataFrame, train: pl.DataFrame, n_users: int) -> None:
-        self.model, self.kind, self.n_movies = model, model.reason_kind, model.n_movies
-        self.liked: tuple[np.ndarray, np.ndarray] | None = None
-        self.item_vectors: torch.Tensor | None = None
-        self.window: tuple[date, date] | None = None
-        if self.kind == "similar":
-            self.liked = _liked_history(ratings, n_users)
-            self.item_vectors = _item_vectors(model, model.device)
-        elif self.kind == "contribution":  # the rating of any rated movie, by (user, movie) key
-            keys = ratings["user_idx"].to_numpy().astype(np.int64) * self.n_movies + ratings["movie_idx"].to_numpy()
-            order = np.argsort(keys)
-            self.keys, self.values = keys[order], ratings["rating"].to_numpy().astype(np.float32)[order]
-        elif self.kind == "popular" and "timestamp" in train.columns and train["timestamp"].null_count() == 0:
-            stamps = train["timestamp"]
-            if len(stamps) and stamps.dtype.is_integer():
-                first, last = (datetime.fromtimestamp(int(t), UTC).date() for t in (stamps.min(), stamps.max()))
-                self.window = (first, last)
+    @functools.cached_property
+    def _window(self) -> tuple[date, date] | None:
+        train = self.train
+        if "timestamp" not in train.columns or train["timestamp"].null_count():
+            return None
+        stamps = train["timestamp"]
+        if not len(stamps) or not stamps.dtype.is_integer():
+            return None
+        first, last = (datetime.fromtimestamp(int(t), UTC).date() for t in (stamps.min(), stamps.max()))
+        return first, last
 
-    def __call__(self, users: np.ndarray, top_movies: torch.Tensor, top_scores: torch.Tensor) -> Reasons:
-        shape = tuple(top_movies.shape)
-        if self.kind == "popular":
-            counts = np.rint(top_scores.float().cpu().numpy()).astype(np.int64)  # most-popular's score is the count
-            return Reasons(*_nothing(shape), popularity=counts, window=self.window)
-        if self.kind == "contribution":
-            movie = self.model.strongest(users, top_movies.cpu().numpy())
-            at = np.searchsorted(self.keys, users[:, None] * self.n_movies + np.maximum(movie, 0))
-            at = np.minimum(at, len(self.keys) - 1)
-            return Reasons(movie, np.where(movie >= 0, self.values[at], np.float32(np.nan)))
-        if self.item_vectors is None or self.liked is None:
-            return Reasons.none(shape)
-        return Reasons(*_most_similar(users, top_movies, self.liked, self.item_vectors))
-
-
-def _nothing(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    none = Reasons.none(shape)
-    return none.movie, none.rating
-
-
-def _item_vectors(model: Recommender, device: torch.device) -> torch.Tensor | None:
-    """Unit-length item vectors for 'because you rated X' (cosine similarity)."""
-    vectors = model.item_vectors()
-    if vectors is None:
-        return None
-    return torch.nn.functional.normalize(vectors.to(device).float(), dim=1)
-
-
-def _most_similar(
-    users: np.ndarray,
-    top_movies: torch.Tensor,
-    liked: tuple[np.ndarray, np.ndarray],
-    item_vectors: torch.Tensor,
-) -> tuple[np.ndarray, np.ndarray]:
-    """For each recommendation, the user's highly rated movie most similar to it."""
-    history = torch.from_numpy(liked[0][users]).to(top_movies.device)  # [B, L], -1 = padding
-    rating = liked[1][users]
-    # index_select, not item_vectors[index]: measured 4x faster on CPU at [284, 100] indices
-    h = item_vectors.index_select(0, history.clamp(min=0).view(-1)).view(*history.shape, -1)  # [B, L, d]
-    r = item_vectors.index_select(0, top_movies.reshape(-1)).view(*top_movies.shape, -1)  # [B, n, d]
-    padding = torch.zeros(history.shape, device=h.device).masked_fill_(history < 0, float("-inf"))[:, None, :]
-    sim = torch.baddbmm(padding, r, h.transpose(1, 2))  # [B, n, L] cosines, padding at -inf
-    best = sim.max(dim=2).indices.cpu().numpy()  # [B, n]; the same first index as argmax, 1.25x faster on CPU
-    rows = np.arange(len(users))[:, None]
-    movie = liked[0][users][rows, best]
-    return movie, np.where(movie >= 0, rating[rows, best], np.float32(np.nan))
+    def window(self) -> tuple[date, date] | None:
+        return self._window

@@ -16,11 +16,12 @@ import sys
 from datetime import UTC, datetime
 
 from pipeline.core import logs
-from pipeline.core.config import ALL_MODELS, JOBS, NIGHTLY, NIGHTLY_MODELS, UnknownModelError
+from pipeline.core.config import JOBS, NIGHTLY, NIGHTLY_MODELS
 from pipeline.evaluation.champion import ChampionGateError
 from pipeline.ingest.download import DownloadError
 from pipeline.ingest.layouts import LayoutError
 from pipeline.ingest.validate import DataQualityError
+from pipeline.models.registry import NAMES, UnknownModelError
 from pipeline.stages import run
 
 log = logging.getLogger("pipeline.stages.cli")
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         "--models",
         default=os.environ.get("MOVIELENS_MODELS") or None,
         help=f"comma-separated models to train and compare (default: nightly {','.join(NIGHTLY_MODELS)}; "
-        f"evaluation: all, {','.join(ALL_MODELS)})",
+        f"evaluation: all, {','.join(NAMES)})",
     )
     p_run.add_argument(
         "--until",

@@ -16,13 +16,11 @@ from typing import TYPE_CHECKING
 
 from pipeline.core import crashpoints, warehouse
 from pipeline.core.config import (
-    ALL_MODELS,
     EVALUATION,
     JOBS,
     NIGHTLY,
     NIGHTLY_MODELS,
     RunConfig,
-    check_model_names,
     default_warehouse,
     safe_name,
     threads_per_task,
@@ -40,7 +38,7 @@ if TYPE_CHECKING:
     import torch
 
     from pipeline.ingest.layouts import Layout
-    from pipeline.models.registry import Recommender
+    from pipeline.models.base import Recommender
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +64,9 @@ def prepare(
     validation, publish) or "evaluation" (every model under both protocols, publish nothing)."""
     if job not in JOBS:
         raise ValueError(f"job must be one of {', '.join(JOBS)}, not {job!r}")
-    check_model_names(models)  # an unknown name fails here, naming the known ones
+    from pipeline.models import registry
+
+    registry.check_names(models)  # an unknown name fails here, naming the known ones
     cfg = RunConfig(
         run_id=run_id,
         dataset=str(Path(dataset).resolve()) if dataset else "",
@@ -76,7 +76,7 @@ def prepare(
         users_per_shard=int(users_per_shard),
         logical_date=logical_date.astimezone(UTC).isoformat(),
         top_n=int(top_n_items),
-        models=list(models or (ALL_MODELS if job == EVALUATION else NIGHTLY_MODELS)),
+        models=list(models or (registry.NAMES if job == EVALUATION else NIGHTLY_MODELS)),
         device=device,
         train_overrides={} if max_epochs is None else {"max_epochs": int(max_epochs)},
         job=job,
@@ -331,8 +331,9 @@ def train_model(run_dir: str, name: str) -> str:
     out.mkdir(parents=True, exist_ok=True)
     for stale in (MODEL_FILE, run_report.PREDICTIONS_FILE):  # an earlier training's outputs are stale now
         (out / stale).unlink(missing_ok=True)
-    params = registry.hyper_parameters(name, {**cfg.train_overrides, **cfg.model_params.get(name, {})})
-    reason = registry.skip_reason(name, feats)
+    model_class = registry.model_class(name)
+    params = model_class.hyper_parameters({**cfg.train_overrides, **cfg.model_params.get(name, {})})
+    reason = model_class.skip_reason(feats)
     if reason:
         log.info("model %s skipped: %s", name, reason)
         (out / "metrics.json").write_text(json.dumps({"model": name, "skipped": reason}, indent=2))
@@ -438,7 +439,7 @@ def _production_model(run_dir: str, name: str) -> Recommender:
     rates validation chose; saved in models/<name>/ so a re-run of score reuses it."""
     from pipeline.evaluation.protocols import FULL_RANKING, production_fit, read_for_models
     from pipeline.ingest.features import Features
-    from pipeline.models.registry import Recommender
+    from pipeline.models import registry
     from pipeline.training.loop import select_device
 
     cfg, layout = _cfg(run_dir), _layout(run_dir)
@@ -446,7 +447,7 @@ def _production_model(run_dir: str, name: str) -> Recommender:
     feats = Features.load(Path(run_dir) / "features.npz")
     path = _model_dir(run_dir, name) / MODEL_FILE
     if path.exists():
-        return Recommender.load(name, path, feats, device)
+        return registry.load(name, path, feats, device)
     metrics = json.loads((_model_dir(run_dir, name) / "metrics.json").read_text())
     schedule, warm = metrics[FULL_RANKING]["schedule"], metrics[FULL_RANKING].get("warm_start")
     tuned_state = _tuned_state(run_dir, name, device) if warm else None

@@ -1,12 +1,13 @@
-"""The epoch loop every torch model trains in, whatever it learns from.
+"""The trainer: the epoch loop every torch model trains in, whatever it learns from.
 
-A task (ratings for the pair models, sequences for SASRec) says how an
-epoch is cut into batches, what a batch's loss is and how validation is
-measured; the loop owns what must be the same for every model: seeding,
-fused Adam, bfloat16 autocast (CUDA; CPUs with native bf16 where
-the model asks), a progress bar per epoch, the
-learning-rate schedule, early stopping on the task's validation figure with
-the best weights restored, and checkpoints of the best epoch.
+A model's task (pipeline.models.base.Task: ratings for the pair models,
+sequences for SASRec) says how an epoch is cut into batches, what a batch's
+loss is and how validation is measured; the loop owns what must be the same
+for every model: fused Adam, bfloat16 autocast (CUDA; CPUs with native bf16
+where the model asks), a progress bar per epoch, the learning-rate schedule,
+early stopping on the task's validation figure with the best weights
+restored, and checkpoints of the best epoch. `fit` fits any model with this
+loop handed in; it imports the model contract alone, never a model.
 """
 
 from __future__ import annotations
@@ -14,13 +15,12 @@ from __future__ import annotations
 import copy
 import functools
 import logging
-import random
+import os
 import re
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ from torch import nn
 from pipeline.core.config import TrainParams
 from pipeline.core.progress import Progress
 from pipeline.core.timings import release_free_memory
+from pipeline.models.base import VAL_LOSS, FitPlan, FitResult, Ratings, Recommender, Task
 
 log = logging.getLogger(__name__)
 # batches of varying shapes (sasrec's windows) fragment glibc's heap: freed blocks that no later
@@ -36,7 +37,6 @@ log = logging.getLogger(__name__)
 # 20,000 x 12,000 (bench/train_memory.py, one epoch) at 2.7 GB instead of 3.3 GB, at no cost in speed
 TRIM_EVERY_STEPS = 50
 
-VAL_LOSS = "val_loss"  # the monitor that is lower-is-better; any other (e.g. val_ndcg@10) is higher-is-better
 # the relative fall of the validation loss that still counts as learning when the monitor is a ranking
 # metric: sasrec's loss fell 0.25-1% an epoch while it learnt on ml-latest-small, and by ~1e-6 once
 # a decayed learning rate had nothing left to learn
@@ -72,53 +72,24 @@ def autocast_enabled(params: TrainParams, device: torch.device) -> bool:
     return device.type == "cpu" and params.cpu_amp and cpu_has_native_bf16()
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-@dataclass
-class TrainResult:
-    history: list[dict[str, float]] = field(default_factory=list)
-    best_epoch: int = 0
-    best_val_loss: float = float("inf")
-    seconds: float = 0.0
-    samples_per_s: float = 0.0
-    monitor: str = VAL_LOSS  # what chose the best epoch
-    best_val_score: float | None = None  # the monitor's value at the best epoch
-    loss: str = ""  # what was minimised, in words (the task's `loss_name`)
-
-
-class Task(Protocol):
-    """What one model learns from, as the loop sees it."""
-
-    samples: int  # per epoch (progress and samples/s)
-    unit: str  # what a sample is, for the progress line ("samples", "positions")
-    monitor: str  # the validation figure early stopping follows (VAL_LOSS, or a higher-is-better metric)
-    has_validation: bool
-    loss_name: str  # what a batch's loss is, in words (logged, and kept in the fit's summary)
-
-    def steps(self) -> Iterator[tuple[int, Callable[[], torch.Tensor] | None]]:
-        """One epoch in a seeded order: (samples, a closure returning the batch's mean loss, or None
-        to skip the batch)."""
-        ...
-
-    def validate(self) -> dict[str, float]:
-        """Validation figures after an epoch: VAL_LOSS and, where it differs, the monitor."""
-        ...
-
-
-def train(
-    model: nn.Module,
-    task: Task,
-    params: TrainParams,
-    device: torch.device,
+def fit(
+    model: Recommender,
+    train_set: Ratings,
+    val: Ratings | None = None,
     *,
     epochs: int | None = None,
     lr_schedule: list[float] | None = None,
     checkpoint: Path | None = None,
-) -> TrainResult:
+    init_state: Mapping[str, Any] | None = None,
+) -> FitResult:
+    """Fit any model: a closed form solves; a torch model trains in this module's epoch loop
+    (early stopping on `val`, or exactly `epochs` epochs replaying `lr_schedule`, from
+    `init_state`'s weights when given; see `train`)."""
+    plan = FitPlan(train, epochs, lr_schedule, checkpoint, init_state)
+    return model.fit(train_set, val, plan)
+
+
+def train(network: nn.Module, task: Task, params: TrainParams, device: torch.device, plan: FitPlan) -> FitResult:
     """Adam + ReduceLROnPlateau + early stopping on the task's monitor; best weights restored.
 
     Without validation (a refit on more data) it trains exactly `epochs`
@@ -128,6 +99,7 @@ def train(
     there as they improve. The model, the task's tensors and the seed must be
     set up before (see the tasks' own constructors).
     """
+    epochs, lr_schedule, checkpoint, model = plan.epochs, plan.lr_schedule, plan.checkpoint, network
     higher = task.monitor != VAL_LOSS
     optimiser = Optimisers(model, params)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -137,7 +109,7 @@ def train(
     # models that ask for it (cpu_amp); the weights and the optimiser stay float32
     amp = autocast_enabled(params, device)
     max_epochs = epochs if epochs is not None else params.max_epochs
-    result = TrainResult(monitor=task.monitor, loss=task.loss_name)
+    result = FitResult(monitor=task.monitor, loss=task.loss_name)
     best = float("-inf") if higher else float("inf")
     best_state = copy.deepcopy(model.state_dict())
     stale, lowest_loss = 0, float("inf")
@@ -228,33 +200,6 @@ def train(
     return result
 
 
-def on_device(tensors: tuple[torch.Tensor, ...], device: torch.device) -> tuple[torch.Tensor, ...]:
-    """Whole tensors onto the device once; pinned host memory makes the copy asynchronous on CUDA."""
-    if device.type == "cuda":
-        return tuple(t.pin_memory().to(device, non_blocking=True) for t in tensors)
-    return tuple(t.to(device) for t in tensors)
-
-
-# embedding-table rows (users + movies) above which "auto" trains the tables sparse; measured by
-# bench/train_sparse.py --sweep (dense Adam's step grows with the rows, SparseAdam's with the batch)
-SPARSE_ABOVE_ROWS = 50_000
-
-
-def sparse_tables(setting: bool | str, rows: int) -> bool:
-    """Whether a model's embedding tables train with sparse gradients (TrainParams.sparse_embeddings).
-
-    Dense Adam also decays every row each step, which sparse tables cannot
-    (SparseAdam has no weight decay): biased_mf's validation RMSE on
-    ml-1m-users-1-2999 is 0.1730 dense against 0.1771 sparse. So "auto"
-    keeps them dense until the catalogue makes a dense step expensive.
-    """
-    if setting == "auto":
-        return rows > SPARSE_ABOVE_ROWS
-    if isinstance(setting, bool):
-        return setting
-    raise ValueError(f'sparse_embeddings must be true, false or "auto", not {setting!r}')
-
-
 class Optimisers:
     """Adam over the dense parameters and SparseAdam over sparse-gradient embedding tables, as one.
 
@@ -301,7 +246,7 @@ class Optimisers:
         return {type(o).__name__: o.state_dict() for o in self.all}
 
 
-def save_checkpoint(path: Path, model: nn.Module, optimiser: Optimisers, result: TrainResult) -> None:
+def save_checkpoint(path: Path, model: nn.Module, optimiser: Optimisers, result: FitResult) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         "model": model.state_dict(),
@@ -309,5 +254,6 @@ def save_checkpoint(path: Path, model: nn.Module, optimiser: Optimisers, result:
         "epoch": result.best_epoch,
         "history": result.history,
     }
-    torch.save(state, path.with_suffix(".tmp"))
-    path.with_suffix(".tmp").replace(path)  # a crash never leaves half a checkpoint
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(state, partial)
+    partial.replace(path)  # a crash never leaves half a checkpoint

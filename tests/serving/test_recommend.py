@@ -10,7 +10,7 @@ import torch
 from pipeline.evaluation.protocols import ratings as to_ratings
 from pipeline.ingest.features import Features
 from pipeline.ingest.layouts import WHOLE_STARS
-from pipeline.models import registry
+from pipeline.models.base import Recommender
 from pipeline.serving.recommend import (
     HISTORY_FOR_REASONS,
     Genres,
@@ -21,6 +21,8 @@ from pipeline.serving.recommend import (
     top_k,
     top_n,
 )
+from pipeline.training import fit
+from tests.support.model_data import fitted
 from tests.support.synthetic import make
 
 CPU = torch.device("cpu")
@@ -48,19 +50,17 @@ def data() -> pl.DataFrame:
     return frame.with_columns(user_idx=pl.col("user_id") - 1, movie_idx=pl.col("movie_id") - 1)
 
 
-def _fitted(name: str, frame: pl.DataFrame) -> registry.Recommender:
-    model = registry.Recommender(name, registry.hyper_parameters(name, FAST), _features(), CPU)
-    model.fit(to_ratings(frame, WHOLE_STARS), None, epochs=3)
-    return model
+def _fitted(name: str, frame: pl.DataFrame) -> Recommender:
+    return fitted(name, to_ratings(frame, WHOLE_STARS), None, FAST, feats=_features(), epochs=3)
 
 
 @pytest.fixture(scope="module")
-def mf(data) -> registry.Recommender:
+def mf(data) -> Recommender:
     return _fitted("biased_mf", data)
 
 
 @pytest.fixture(scope="module")
-def mlp(data) -> registry.Recommender:
+def mlp(data) -> Recommender:
     return _fitted("neumf_features", data)
 
 
@@ -177,7 +177,7 @@ def _cold_user_zero(data: pl.DataFrame) -> pl.DataFrame:
 def test_predicted_rating_is_filled_by_the_rater_when_the_champion_ranks_only(data, mf) -> None:
     ease = _fitted("ease", data)
     train = _cold_user_zero(data)
-    ease.fit(to_ratings(train, WHOLE_STARS), None)
+    fit(ease, to_ratings(train, WHOLE_STARS))
     genres = Genres(_features().movie_features, _features().genres)
     recs = top_n(ease, train, n=5, min_history=3, genres=genres, like_threshold=4.0, rater=mf)
     assert recs.filter(pl.col("is_fallback"))["user_idx"].unique().to_list() == [0]
@@ -191,7 +191,7 @@ def test_predicted_rating_is_filled_by_the_rater_when_the_champion_ranks_only(da
 def test_an_ease_reason_is_the_history_movie_with_the_largest_weight_towards_the_movie(data) -> None:
     ease = _fitted("ease", data)
     recs = top_n(ease, data, n=5)
-    weights, seen = ease.solver.weights, data.group_by("user_idx").agg("movie_idx", "rating")
+    weights, seen = ease.state_dict()["weights"], data.group_by("user_idx").agg("movie_idx", "rating")
     history = {u: (m, r) for u, m, r in seen.iter_rows()}
     for user, movie, reason, rating in recs.select("user_idx", "movie_idx", "reason_movie_idx", "reason_rating").rows():
         movies, ratings = history[user]

@@ -6,7 +6,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipeline.core.config import ALL_MODELS, NIGHTLY_MODELS
+from pipeline.core.config import NIGHTLY_MODELS
+from pipeline.models.registry import NAMES as ALL_MODELS
 from pipeline.stages.cli import main
 from tests.support.synthetic import make, write_ml1m
 

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from pipeline.core.config import TrainParams
+from pipeline.models.base import VAL_LOSS, FitPlan, FitResult
 from pipeline.training import loop
 
 
@@ -24,14 +25,14 @@ class Scripted:
 
     def validate(self) -> dict[str, float]:
         self.epoch += 1
-        return {loop.VAL_LOSS: self.losses[self.epoch - 1], self.monitor: self.scores[self.epoch - 1]}
+        return {VAL_LOSS: self.losses[self.epoch - 1], self.monitor: self.scores[self.epoch - 1]}
 
 
-def _train(scores: list[float], losses: list[float] | None = None, **params) -> loop.TrainResult:
+def _train(scores: list[float], losses: list[float] | None = None, **params) -> FitResult:
     torch.manual_seed(0)
     model = nn.Linear(2, 1)
     settings = TrainParams(max_epochs=len(scores), lr_patience=1000, **params)
-    return loop.train(model, Scripted(model, scores, losses), settings, torch.device("cpu"))
+    return loop.train(model, Scripted(model, scores, losses), settings, torch.device("cpu"), FitPlan(loop.train))
 
 
 def test_gains_below_min_delta_do_not_count_so_the_fit_stops_patience_epochs_after_the_real_best() -> None:
@@ -91,7 +92,7 @@ def test_sparse_embedding_tables_update_only_the_rows_a_batch_touched_and_dense_
     model = Lookup()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     settings = TrainParams(max_epochs=3, lr_patience=1000, lr=0.1, weight_decay=0.1)
-    loop.train(model, Rows(model, [0.1, 0.2, 0.3]), settings, torch.device("cpu"))
+    loop.train(model, Rows(model, [0.1, 0.2, 0.3]), settings, torch.device("cpu"), FitPlan(loop.train))
     table = model.table.weight.detach()
     assert not torch.equal(table[:3], before["table.weight"][:3])  # touched rows learned
     assert torch.equal(table[3:], before["table.weight"][3:])  # untouched rows: no decay, no momentum drift
@@ -108,3 +109,12 @@ def test_a_learning_rate_cut_reaches_the_sparse_tables_optimiser_too() -> None:
         scheduler.step(score)
         optimisers.set_lr(optimisers.lr)
     assert [o.param_groups[0]["lr"] for o in optimisers.all] == [0.05, 0.05]
+
+
+def test_cuda_request_without_a_gpu_is_a_clear_error() -> None:
+    if torch.cuda.is_available():
+        assert loop.select_device("cuda").type == "cuda"
+    else:
+        assert loop.select_device("auto").type == "cpu"
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            loop.select_device("cuda")

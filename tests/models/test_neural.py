@@ -1,12 +1,23 @@
+"""What the torch models share: the numpy-drawn dropout behaves as torch's, and the rating task
+(MSE plus the interaction head) trains a network in the trainer's loop: it learns, repeats with a
+seed, stops early, restores and checkpoints its best epoch, and refits on a given schedule."""
+
+import copy
+
+import numpy as np
 import polars as pl
 import pytest
 import torch
 
 from pipeline.core.config import TrainParams
+from pipeline.evaluation.protocols import ratings
 from pipeline.evaluation.split import TRAIN, VAL, notebook_split
-from pipeline.models.pair_mlp import PairMLP
-from pipeline.training.loop import select_device
-from pipeline.training.ratings import fit, predict
+from pipeline.ingest.layouts import WHOLE_STARS
+from pipeline.models import registry
+from pipeline.models.base import Ratings
+from pipeline.models.networks import PairMLP
+from pipeline.models.neural import Dropout, predict_pairs
+from tests.support.model_data import FAST, fitted, planted_split, train_rating_network
 from tests.support.synthetic import make
 
 
@@ -16,15 +27,21 @@ def _data(clusters: int = 0, per_user: int = 25):
     frame = frame.with_columns(user_idx=pl.col("user_id") - 1, movie_idx=pl.col("movie_id") - 1)
     split = notebook_split(frame)
 
-    def triples(part: int):
+    def rows(part: int) -> Ratings:
         rows = split.filter(pl.col("split") == part)
-        return (
-            torch.tensor(rows["user_idx"].to_numpy()),
-            torch.tensor(rows["movie_idx"].to_numpy()),
-            torch.tensor(rows["rating"].to_numpy() / 5, dtype=torch.float32),
-        )
+        return Ratings(rows["user_idx"].to_numpy(), rows["movie_idx"].to_numpy(), rows["rating"].to_numpy() / 5)
 
-    return triples(TRAIN), triples(VAL)
+    return rows(TRAIN), rows(VAL)
+
+
+def fit(model, train: Ratings, val: Ratings | None, params: TrainParams, device=None, **plan):
+    return train_rating_network(model, train, val, params, **plan)
+
+
+def predict(model, users, movies):
+    return predict_pairs(
+        model, torch.from_numpy(np.array(users, np.int64)), torch.from_numpy(np.array(movies, np.int64))
+    )
 
 
 def _model(seed: int = 0) -> PairMLP:
@@ -38,10 +55,10 @@ def test_model_learns_planted_structure_better_than_the_global_mean() -> None:
     result = fit(
         model, train, val, TrainParams(max_epochs=60, batch_size=128, patience=8, lr=0.01), torch.device("cpu")
     )
-    baseline = float(((val[2] - train[2].mean()) ** 2).mean())
+    baseline = float(((torch.from_numpy(val.values).float() - float(train.values.mean())) ** 2).mean())
     assert result.best_val_loss < 0.8 * baseline
     # best weights are restored: predicting val again reproduces the best val loss
-    again = float(((predict(model, val[0], val[1]) - val[2]) ** 2).mean())
+    again = float(((predict(model, val.users, val.movies) - torch.from_numpy(val.values).float()) ** 2).mean())
     assert again == pytest.approx(result.best_val_loss, rel=1e-4)
 
 
@@ -61,27 +78,6 @@ def test_early_stopping_stops_before_max_epochs_when_val_stops_improving() -> No
     assert len(result.history) < 200 and result.best_epoch <= len(result.history) - 2
 
 
-def test_cuda_request_without_a_gpu_is_a_clear_error() -> None:
-    if torch.cuda.is_available():
-        assert select_device("cuda").type == "cuda"
-    else:
-        assert select_device("auto").type == "cpu"
-        with pytest.raises(RuntimeError, match="CUDA is not available"):
-            select_device("cuda")
-
-
-def test_score_matrix_equals_forward_on_every_pair() -> None:
-    model = _model(seed=3).eval()
-    for layer in model.mlp:  # non-trivial batch-norm statistics
-        if isinstance(layer, torch.nn.BatchNorm1d):
-            layer.running_mean.uniform_(-0.5, 0.5)
-            layer.running_var.uniform_(0.5, 2.0)
-    users, movies = torch.tensor([0, 5, 79]), torch.arange(40)
-    with torch.no_grad():
-        pairs = model(users.repeat_interleave(40), movies.repeat(3)).view(3, 40)
-    assert torch.allclose(model.score_matrix(users, movies), pairs, atol=1e-5)
-
-
 def test_the_best_checkpoint_is_saved_and_reloads_to_the_best_val_loss(tmp_path) -> None:
     train, val = _data()
     path = tmp_path / "ckpt" / "checkpoint.pt"
@@ -90,7 +86,7 @@ def test_the_best_checkpoint_is_saved_and_reloads_to_the_best_val_loss(tmp_path)
     assert saved["epoch"] == result.best_epoch and len(saved["history"]) >= result.best_epoch
     model = _model()
     model.load_state_dict(saved["model"])
-    again = float(((predict(model, val[0], val[1]) - val[2]) ** 2).mean())
+    again = float(((predict(model, val.users, val.movies) - torch.from_numpy(val.values).float()) ** 2).mean())
     assert again == pytest.approx(result.best_val_loss, rel=1e-4)
 
 
@@ -115,10 +111,54 @@ def test_sampled_negatives_teach_the_interaction_head_to_rank_rated_pairs_first(
     )
     rated = model.score_matrix(torch.arange(80), torch.arange(40), head="interaction")
     mask = torch.zeros(80, 40, dtype=torch.bool)
-    mask[train[0], train[1]] = True
+    mask[torch.tensor(train.users), torch.tensor(train.movies)] = True
     assert rated[mask].mean() > rated[~mask].mean() + 1.0  # logits: rated pairs clearly higher
     # the rating-only trainer leaves that head untrained
     plain = _model()
     fit(plain, train, val, TrainParams(max_epochs=80, patience=80, batch_size=64, lr=0.01), torch.device("cpu"))
     untrained = plain.score_matrix(torch.arange(80), torch.arange(40), head="interaction")
     assert abs(untrained[mask].mean() - untrained[~mask].mean()) < 0.5
+
+
+@pytest.mark.parametrize("shape", [(200, 500), (201, 499)])  # the draws come four to a 64-bit word: an odd size too
+def test_dropout_drops_the_configured_share_and_keeps_the_expected_value(shape) -> None:
+    torch.manual_seed(0)
+    layer = Dropout(0.3).train()
+    out = layer(torch.ones(*shape))
+    dropped = float((out == 0).float().mean())
+    assert dropped == pytest.approx(0.3, abs=0.005)
+    assert float(out.mean()) == pytest.approx(1.0, abs=0.01)  # survivors scaled by 1 / (1 - p)
+
+
+def test_dropout_passes_gradients_only_through_kept_units() -> None:
+    torch.manual_seed(0)
+    x = torch.ones(50, 40, requires_grad=True)
+    out = Dropout(0.5).train()(x)
+    out.sum().backward()
+    assert torch.equal(x.grad == 0, out == 0)
+
+
+def test_dropout_is_the_identity_in_eval_mode_and_repeats_under_a_seed() -> None:
+    x = torch.randn(30, 20)
+    assert torch.equal(Dropout(0.3).eval()(x), x)
+    torch.manual_seed(7)
+    first = Dropout(0.3).train()(x)
+    torch.manual_seed(7)
+    assert torch.equal(Dropout(0.3).train()(x), first)
+
+
+TORCH_MODELS = [n for n in registry.NAMES if registry.model_class(n).spec.torch]
+
+
+@pytest.mark.parametrize("name", TORCH_MODELS)
+def test_a_warm_start_continues_the_given_weights_and_a_refit_from_scratch_does_not(name: str) -> None:
+    split = planted_split()
+    tuned = fitted(name, ratings(split.filter(pl.col("split") == TRAIN), WHOLE_STARS), None, FAST, epochs=3)
+    state = copy.deepcopy(tuned.state_dict())
+    learnt = dict(tuned.module.named_parameters())
+    rows = ratings(split.filter(pl.col("split").is_in([TRAIN, VAL])), WHOLE_STARS)
+    frozen = {"epochs": 1, "lr_schedule": [0.0]}  # one epoch that cannot move a weight
+    warm = fitted(name, rows, None, FAST, **frozen, init_state=state)
+    scratch = fitted(name, rows, None, FAST, **frozen)
+    assert all(torch.equal(p, learnt[k]) for k, p in warm.module.named_parameters())
+    assert not all(torch.equal(p, learnt[k]) for k, p in scratch.module.named_parameters())

@@ -7,7 +7,14 @@ for the next movie. The loss is softmax cross-entropy over the whole
 catalogue, which on ML-1M ranks far better than the per-pair binary losses
 of the original paper (Klenitskiy & Vasilev 2023, "Turning Dross Into
 Gold Loss: is BERT4Rec really better than SASRec?"); on big catalogues a
-sampled softmax with a log-Q correction keeps memory bounded.
+sampled softmax with a log-Q correction keeps memory bounded
+(pipeline.models.softmax).
+
+Each user's training ratings become one chronological history (protocol B's
+order: timestamp, then movie id); windows of at most `max_len` positions
+are batched with windows of similar length, so padding costs little. Early
+stopping follows validation NDCG@10 (ranking every unseen movie, as protocol
+B does).
 
 A user's vector for ranking is the output at the last position of their
 latest `max_len` movies, so scoring every movie is one matrix product with
@@ -18,16 +25,27 @@ module (its extra state), so a saved model scores exactly as before.
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pipeline.models.pair_mlp import Dropout
+from pipeline.core.config import TrainParams
+from pipeline.core.metrics import full_ranking_metrics
+from pipeline.models.base import VAL_LOSS, ModelSpec, Ratings, interactions
+from pipeline.models.neural import Dropout, NeuralRecommender
+from pipeline.models.softmax import sampled_cross_entropy, softmax_cross_entropy
+
+log = logging.getLogger(__name__)
+
+MONITOR = "val_ndcg@10"
+LIKED_UNIT = 0.8  # relevant = rating >= 80% of the scale's maximum (EVALUATION.md, B.4), on the [0, 1] scale
 
 
 @dataclass(frozen=True)
@@ -260,155 +278,188 @@ class SASRec(nn.Module):
         return self.score_matrix(users, movies, head)
 
 
-class _SoftmaxCrossEntropy(torch.autograd.Function):
-    """Mean softmax cross-entropy of hidden @ items.T against targets, computed in row chunks
-    that stay in cache, gradients included, so the [positions, movies] logits never exist at
-    once (the idea of fused linear cross-entropy kernels). The backward only scales the
-    gradients the forward already computed.
+@dataclass(frozen=True)
+class SequenceParams:
+    """The sequence model's own training settings (SASRecModel.spec has the defaults)."""
 
-    With `dtype` bfloat16 (autocast on a CPU with native bf16) the three products take bf16
-    operands; the softmax, the loss and the item gradient's sum stay float32."""
+    max_len: int = 200
+    loss: str = "auto"  # "softmax" (every movie), "sampled" (log-Q corrected), or "auto": chosen by choose_loss
+    softmax_max_movies: int = 20_000  # above this catalogue size "auto" samples
+    softmax_budget_mb: int = 1024  # ... and also where one batch's logits and their gradient would exceed this
+    sampled_negatives: int = 2048  # negatives shared by a batch for the sampled loss
+    shuffle_ties: bool = False  # order movies rated in the same second at random while training
 
-    @staticmethod
-    def forward(
-        ctx, hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor, chunk: int, dtype: torch.dtype
-    ) -> torch.Tensor:
-        n = len(targets)
-        low = dtype != torch.float32
-        h_all, i_all = hidden.to(dtype), items.to(dtype)
-        grad_hidden = torch.empty(hidden.shape, dtype=torch.float32, device=hidden.device)
-        grad_items = torch.zeros(items.shape, dtype=torch.float32, device=items.device)
-        total = torch.zeros((), dtype=torch.float64, device=hidden.device)
-        with torch.autocast(hidden.device.type, enabled=False):
-            for s in range(0, n, chunk):
-                h, t = h_all[s : s + chunk], targets[s : s + chunk]
-                probs = torch.softmax((h @ i_all.T).float(), dim=1)  # the loss is -log p(target)
-                rows = torch.arange(len(t), device=t.device)
-                p = probs[rows, t]
-                total -= p.clamp_min(1e-38).log().sum()
-                probs[rows, t] = p - 1.0  # d loss / d logits = softmax - one-hot
-                if low:
-                    probs = probs.to(dtype)
-                    grad_hidden[s : s + chunk] = probs @ i_all
-                    grad_items += probs.T @ h
-                else:
-                    torch.mm(probs, i_all, out=grad_hidden[s : s + chunk])
-                    grad_items.addmm_(probs.T, h)
-        ctx.save_for_backward(grad_hidden, grad_items)
-        ctx.n, ctx.dtypes = max(n, 1), (hidden.dtype, items.dtype)
-        return (total / ctx.n).float()
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        return *_saved_gradients(ctx, grad), None, None, None  # targets, chunk, dtype
+    @classmethod
+    def of(cls, params: dict[str, Any]) -> SequenceParams:
+        return cls(**{k: params[k] for k in cls.__dataclass_fields__ if k in params})
 
 
-def _saved_gradients(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The hidden and item gradients a fused forward computed, scaled by `grad` over the mean's count."""
-    grad_hidden, grad_items = ctx.saved_tensors
-    scale = grad / ctx.n
-    hidden_dtype, items_dtype = ctx.dtypes
-    return (grad_hidden * scale).to(hidden_dtype), (grad_items * scale).to(items_dtype)
+def choose_loss(settings: SequenceParams, n_movies: int, batch_size: int) -> str:
+    """ "softmax" unless the catalogue is above softmax_max_movies or a batch's logits would not fit
+    the budget (positions x movies x 8 bytes: float32 logits and their gradient)."""
+    if settings.loss != "auto":
+        if settings.loss not in ("softmax", "sampled"):
+            raise ValueError(f"sasrec loss {settings.loss!r}: expected auto, softmax or sampled")
+        return settings.loss
+    logits_mb = batch_size * settings.max_len * n_movies * 8 / 2**20
+    too_big = n_movies > settings.softmax_max_movies or logits_mb > settings.softmax_budget_mb
+    return "sampled" if too_big else "softmax"
 
 
-def _cpu_chunking(columns: int) -> tuple[int, torch.dtype]:
-    """Rows per chunk of a fused loss on the CPU (about 2M logits, at most 128 rows), and the
-    products' dtype (autocast's, else float32)."""
-    chunk = max(16, min(128, (1 << 21) // max(columns, 1)))
-    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32
-    return chunk, dtype
+class SequenceTask:
+    """Batches of history windows; validation ranks every unseen movie for the validation users."""
+
+    unit, monitor = "positions", MONITOR
+
+    def __init__(
+        self,
+        model: SASRec,
+        n_users: int,
+        train_set: Ratings,
+        val: Ratings | None,
+        params: TrainParams,
+        settings: SequenceParams,
+        device: torch.device,
+    ) -> None:
+        self.model, self.device, self.batch_size = model, device, params.batch_size
+        # what the model ranks from is always protocol B's order; only training may shuffle ties
+        ordered = histories(train_set.users, train_set.movies, train_set.timestamps, n_users)
+        model.remember(ordered)
+        self.history = ordered
+        if settings.shuffle_ties:
+            shuffle = np.random.default_rng(params.seed)
+            self.history = histories(train_set.users, train_set.movies, train_set.timestamps, n_users, shuffle)
+        self.windows = windows(self.history, model.max_len)
+        self.samples = self.windows.positions
+        self.order = np.random.default_rng(params.seed)
+        self.loss = choose_loss(settings, model.n_movies, params.batch_size)
+        counts = np.bincount(train_set.movies, minlength=model.n_movies).astype(np.float64)
+        self.sampling = torch.from_numpy(counts / max(counts.sum(), 1.0)).float().to(device)
+        self.negatives = min(settings.sampled_negatives, model.n_movies)
+        self.generator = torch.Generator(device=device).manual_seed(params.seed)
+        self.loss_name = (
+            f"softmax cross-entropy over all {model.n_movies:,} movies"
+            if self.loss == "softmax"
+            else f"sampled softmax, {self.negatives} popularity-sampled negatives with log-Q correction"
+        )
+        log.info(
+            "sasrec: %s histories, %s windows of at most %d, %s positions per epoch; loss: %s",
+            f"{int((self.history.lengths > 1).sum()):,}",
+            f"{len(self.windows):,}",
+            model.max_len,
+            f"{self.samples:,}",
+            self.loss_name,
+        )
+        self.val = val
+        self.has_validation = val is not None and len(val) > 0
+        if self.has_validation:
+            self.seen = interactions(train_set.users, train_set.movies, n_users, model.n_movies)
+            known = np.zeros(model.n_movies, dtype=bool)
+            known[train_set.movies] = True
+            kept = known[val.movies]  # as protocol B: validation movies with no training rating are dropped
+            self.val_rows = (val.users[kept], val.movies[kept], val.values[kept])
+
+    def steps(self) -> Iterator[tuple[int, Callable[[], torch.Tensor] | None]]:
+        w, movies, pad = self.windows, self.history.movies, self.model.pad
+        for batch in batches(w, self.batch_size, self.order):
+            inputs = padded(movies, w.start[batch], w.length[batch], pad)
+            targets = padded(movies, w.start[batch] + 1, w.length[batch], -1)
+            yield int(w.length[batch].sum()), lambda i=inputs, t=targets: self._loss(i, t)
+
+    def _loss(self, inputs: np.ndarray, targets: np.ndarray) -> torch.Tensor:
+        inputs_t = torch.from_numpy(inputs).to(self.device, non_blocking=True)
+        targets_t = torch.from_numpy(targets).to(self.device, non_blocking=True)
+        valid = targets_t >= 0
+        hidden = self.model.encode(inputs_t)[valid]
+        target = targets_t[valid]
+        items = self.model.item_matrix()
+        if self.loss == "softmax":
+            return softmax_cross_entropy(hidden, items, target)
+        negatives = torch.multinomial(self.sampling, self.negatives, replacement=True, generator=self.generator)
+        return sampled_cross_entropy(hidden, items, target, negatives, torch.log(self.sampling * self.negatives))
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """NDCG@10 over every unseen movie (the champion's metric), and the mean cross-entropy of
+        the validation movies given each user's training history (the loss curve's validation)."""
+        self.model.eval()
+        users, movies, values = self.val_rows
+        unique, inverse = np.unique(users, return_inverse=True)
+        vectors = self.model.user_vectors(torch.from_numpy(unique).to(self.device))  # encoded once
+        items_t = self.model.item_matrix().T
+        row_of = np.full(self.seen.shape[0], -1, dtype=np.int64)
+        row_of[unique] = np.arange(len(unique))
+
+        def scores(batch: np.ndarray) -> np.ndarray:
+            return (vectors[torch.from_numpy(row_of[batch]).to(self.device)] @ items_t).float().cpu().numpy()
+
+        metrics = full_ranking_metrics(scores, self.seen, users, movies, values, LIKED_UNIT, ks=(10,))
+        total = 0.0
+        for start in range(0, len(unique), 1024):
+            logits = (vectors[start : start + 1024] @ items_t).float()
+            rows = np.flatnonzero((inverse >= start) & (inverse < start + 1024))
+            at = torch.from_numpy(inverse[rows] - start).to(self.device)
+            picked = logits[at, torch.from_numpy(movies[rows]).to(self.device)]
+            total += float((torch.logsumexp(logits, dim=1)[at] - picked).sum())
+        # no validation user with a liked movie (a tiny or early dataset): nothing to rank, NDCG 0
+        return {VAL_LOSS: total / max(len(users), 1), MONITOR: metrics.get("ndcg@10", 0.0)}
 
 
-def softmax_cross_entropy(hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Full-catalogue softmax cross-entropy: chunked and fused on the CPU (bf16 products under
-    autocast), one logits matrix (bf16 under autocast) on a GPU."""
-    if hidden.device.type == "cpu":
-        # 128 rows of logits per chunk (1.8 MB at 3,615 movies): measured on 4,096 x 3,615 x 64 with
-        # forward and backward, 45-50 ms against 123-143 ms for F.cross_entropy on the whole matrix
-        return _SoftmaxCrossEntropy.apply(hidden, items, targets, *_cpu_chunking(items.shape[0]))
-    return F.cross_entropy(hidden @ items.T, targets)
+class SASRecModel(NeuralRecommender):
+    spec = ModelSpec(
+        "sasrec",
+        "causal self-attention over each user's chronological history, full-softmax next-movie loss",
+        defaults={
+            "embedding_dim": 128,  # bench/sasrec_grid.py: best validation NDCG@10 in the fewest epochs
+            "blocks": 2,
+            "heads": 1,
+            "dropout": 0.2,
+            "max_len": 200,
+            "lr": 1e-3,
+            "betas": (0.9, 0.98),
+            "weight_decay": 0.0,
+            "batch_size": 32,
+            # validation NDCG@10 creeps up by 0.0001-0.0008 an epoch after its first plateau (ml-1m-users-
+            # 1-2999: 0.1740 at epoch 14, 0.1748 at 24): gains under 0.5% are noise, not worth an epoch
+            "patience": 3,
+            "min_delta": 0.005,
+            "lr_patience": 1000,  # a constant learning rate, as the reference trained
+            # bf16 products on CPUs with native bf16 (bench/sasrec_speed.py): the same validation
+            # NDCG@10 in fewer seconds per epoch (docs/results.md, "A nightly run that fits")
+            "cpu_amp": True,
+            "loss": "auto",
+            "softmax_max_movies": 20_000,
+            "softmax_budget_mb": 1024,
+            "sampled_negatives": 2048,
+            "shuffle_ties": False,
+            # production continues the tuned weights for 2 epochs instead of 14 from scratch: test
+            # NDCG@10 within 0.0021 of the scratch refit on three datasets (bench/warm_refit.py)
+            "warm_epochs": 2,
+        },
+        tunable={"embedding_dim": (64, 128), "blocks": (1, 2), "dropout": (0.1, 0.2, 0.3), "max_len": (50, 200)},
+        torch=True,
+        ranks_from_history=True,
+    )
 
+    def build(self, train: Ratings | None) -> nn.Module:
+        p = self.params
+        return SASRec(
+            self.n_movies,
+            int(p["max_len"]),
+            int(p["embedding_dim"]),
+            int(p["blocks"]),
+            int(p["heads"]),
+            float(p["dropout"]),
+        )
 
-class _SampledCrossEntropy(torch.autograd.Function):
-    """Mean sampled-softmax cross-entropy (see sampled_cross_entropy) in row chunks, gradients
-    included, as _SoftmaxCrossEntropy does for the whole catalogue: the [positions, negatives]
-    logits never exist at once. Without it, a batch of 6,400 positions against 2,048 negatives
-    made six 26-52 MB temporaries a step (product, correction, mask, concatenation, float copy,
-    log-softmax), and freed heap pages piled up by ~2 GB between trims (bench/sasrec_memory.py).
+    def task(self, train: Ratings, val: Ratings | None) -> SequenceTask:
+        """The model then ranks from `train`'s histories (SASRec.remember)."""
+        settings = SequenceParams.of(self.params)
+        return SequenceTask(self.module, self.n_users, train, val, self.train_params, settings, self.device)
 
-    With `dtype` bfloat16 the products take bf16 operands; the softmax, the loss and the
-    gradient sums stay float32."""
+    def rank_from(self, history: Ratings) -> None:
+        self.module.remember(histories(history.users, history.movies, history.timestamps, self.n_users))
 
-    @staticmethod
-    def forward(
-        ctx,
-        hidden: torch.Tensor,
-        items: torch.Tensor,
-        targets: torch.Tensor,
-        negatives: torch.Tensor,
-        log_q: torch.Tensor,
-        chunk: int,
-        dtype: torch.dtype,
-    ) -> torch.Tensor:
-        n = len(targets)
-        low = dtype != torch.float32
-        h_all = hidden.to(dtype)
-        negative_items, negative_q = items[negatives].to(dtype), log_q[negatives].float()
-        target_items = items[targets].float()
-        grad_hidden = torch.empty(hidden.shape, dtype=torch.float32, device=hidden.device)
-        grad_negatives = torch.zeros(negative_items.shape, dtype=torch.float32, device=items.device)
-        target_coef = torch.empty(n, dtype=torch.float32, device=hidden.device)  # d loss / d positive logit
-        total = torch.zeros((), dtype=torch.float64, device=hidden.device)
-        with torch.autocast(hidden.device.type, enabled=False):
-            for s in range(0, n, chunk):
-                h, t, ti = h_all[s : s + chunk], targets[s : s + chunk], target_items[s : s + chunk]
-                positive = (h.float() * ti).sum(dim=1) - log_q[t].float()
-                sampled = (h @ negative_items.T).float().sub_(negative_q)
-                sampled.masked_fill_(negatives[None, :] == t[:, None], float("-inf"))  # a negative that is the target
-                norm = torch.logaddexp(positive, torch.logsumexp(sampled, dim=1))
-                total += (norm - positive).sum()
-                probs = sampled.sub_(norm[:, None]).exp_()  # softmax over the negatives; the positive's below
-                coef = (positive - norm).exp_() - 1.0  # softmax - one-hot at the positive
-                target_coef[s : s + chunk] = coef
-                grad = coef[:, None] * ti
-                if low:
-                    probs = probs.to(dtype)
-                    grad_hidden[s : s + chunk] = grad + (probs @ negative_items).float()
-                    grad_negatives += (probs.T @ h).float()
-                else:
-                    grad_hidden[s : s + chunk] = torch.addmm(grad, probs, negative_items)
-                    grad_negatives.addmm_(probs.T, h)
-            grad_items = torch.zeros(items.shape, dtype=torch.float32, device=items.device)
-            grad_items.index_add_(0, negatives, grad_negatives)
-            grad_items.index_add_(0, targets, target_coef[:, None] * hidden.float())
-        ctx.save_for_backward(grad_hidden, grad_items)
-        ctx.n, ctx.dtypes = max(n, 1), (hidden.dtype, items.dtype)
-        return (total / ctx.n).float()
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        return *_saved_gradients(ctx, grad), None, None, None, None, None  # targets, negatives, log_q, chunk, dtype
-
-
-def sampled_cross_entropy(
-    hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor, log_q: torch.Tensor
-) -> torch.Tensor:
-    """Sampled softmax with a log-Q correction (Bengio & Senécal 2008; Yi et al. 2019): each
-    position scores its own next movie against `negatives` shared by the batch, every logit
-    lowered by the log of its sampling probability so the estimate is unbiased for the full
-    softmax's gradient; a negative that is the position's own target is masked out.
-
-    Chunked and fused on the CPU (bf16 products under autocast), one logits matrix on a GPU."""
-    if hidden.device.type == "cpu":
-        return _SampledCrossEntropy.apply(hidden, items, targets, negatives, log_q, *_cpu_chunking(len(negatives)))
-    return _sampled_logits_cross_entropy(hidden, items, targets, negatives, log_q)
-
-
-def _sampled_logits_cross_entropy(
-    hidden: torch.Tensor, items: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor, log_q: torch.Tensor
-) -> torch.Tensor:
-    positive = (hidden * items[targets]).sum(dim=1) - log_q[targets]
-    sampled = hidden @ items[negatives].T - log_q[negatives]
-    sampled = sampled.masked_fill(negatives[None, :] == targets[:, None], float("-inf"))
-    logits = torch.cat([positive[:, None], sampled], dim=1).float()
-    return F.cross_entropy(logits, torch.zeros(len(targets), dtype=torch.long, device=hidden.device))
+    def item_vectors(self) -> torch.Tensor | None:
+        """Its tied item embeddings: the space its scores are dot products in."""
+        return self.module.item_vectors()

@@ -1,8 +1,18 @@
-"""Biased MF's fast scorer: the same scores as its forward pass, never from stale factors."""
+"""The factor models: biased MF's fast scorer gives the same scores as its forward pass, never from
+stale factors, and its tables are dense or sparse by size; the truncated SVD reconstructs and
+reproduces the ml-latest-small notebook."""
 
+import numpy as np
+import polars as pl
+import pytest
 import torch
 
-from pipeline.models.biased_mf import BiasedMF
+from pipeline.evaluation.protocols import ratings
+from pipeline.evaluation.split import TRAIN
+from pipeline.ingest.layouts import WHOLE_STARS
+from pipeline.models import neural
+from pipeline.models.factors import BiasedMF, TruncatedSVDRatings
+from tests.support.model_data import FAST, fitted, planted_split
 
 
 def _model() -> BiasedMF:
@@ -54,3 +64,33 @@ def test_scores_follow_in_place_changes_of_the_biases_folded_into_the_product() 
     assert torch.allclose(
         model.score_matrix(torch.arange(7), None, "interaction"), logit.view(7, 11).detach(), atol=1e-5
     )
+
+
+def test_svd_reconstructs_a_low_rank_matrix_plus_user_means() -> None:
+    rng = np.random.default_rng(0)
+    full = rng.normal(size=(30, 2)) @ rng.normal(size=(2, 20)) + rng.uniform(2, 4, size=(30, 1))
+    users, movies = np.nonzero(rng.random(full.shape) < 0.9)
+    model = TruncatedSVDRatings(k=5).fit(users, movies, full[users, movies], 30, 20)
+    error = model.predict(users, movies) - full[users, movies]
+    mean_only = full[users, movies] - model.user_means[users]
+    assert np.sqrt(np.mean(error**2)) < 0.25 * np.sqrt(np.mean(mean_only**2))
+
+
+def test_biased_mf_tables_are_dense_for_a_small_catalogue_and_sparse_above_the_row_threshold(monkeypatch) -> None:
+    train = ratings(planted_split().filter(pl.col("split") == TRAIN), WHOLE_STARS)
+
+    def tables_sparse() -> list[bool]:
+        model = fitted("biased_mf", train, None, FAST, epochs=1)
+        return [m.sparse for m in model.module.modules() if isinstance(m, torch.nn.Embedding)]
+
+    assert neural.SPARSE_ABOVE_ROWS > 120 + 60  # the planted catalogue's rows
+    assert not any(tables_sparse())  # dense: weight decay reaches every row
+    monkeypatch.setattr(neural, "SPARSE_ABOVE_ROWS", 10)  # the planted catalogue is above it
+    assert all(tables_sparse())
+
+
+def test_a_sparse_embeddings_setting_other_than_true_false_or_auto_is_refused() -> None:
+    assert neural.sparse_tables(True, 1) and not neural.sparse_tables(False, 10**9)
+    assert neural.sparse_tables("auto", neural.SPARSE_ABOVE_ROWS + 1) and not neural.sparse_tables("auto", 10)
+    with pytest.raises(ValueError, match=r"sparse_embeddings.*'yes'"):
+        neural.sparse_tables("yes", 1)

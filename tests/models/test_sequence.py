@@ -1,18 +1,34 @@
 """SASRec: it learns order (what a set of movies cannot say), its padding and batching change
-nothing, it repeats with a seed, and the matrix-product scorer equals its forward pass."""
+nothing, it repeats with a seed, the matrix-product scorer equals its forward pass, the loss
+switches to sampling on big catalogues (and says so), and early stopping follows validation NDCG@10."""
+
+import logging
 
 import numpy as np
 import polars as pl
 import pytest
 import torch
 
+from pipeline.core.config import TrainParams
 from pipeline.ingest.features import Features
 from pipeline.models import registry
-from pipeline.models.registry import Ratings
-from pipeline.models.sasrec import SASRec, batches, histories, padded, windows
+from pipeline.models.base import FitPlan, FitResult, Ratings
+from pipeline.models.neural import seed_everything
+from pipeline.models.sequence import (
+    MONITOR,
+    SASRec,
+    SequenceParams,
+    SequenceTask,
+    batches,
+    choose_loss,
+    histories,
+    padded,
+    windows,
+)
 from pipeline.serving.recommend import top_n
+from pipeline.training import loop
+from tests.support.model_data import CPU, fitted
 
-CPU = torch.device("cpu")
 N_MOVIES = 40
 
 
@@ -58,8 +74,7 @@ def chains() -> tuple[Ratings, np.ndarray]:
 
 
 def _hit_rate_at_1(name: str, train: Ratings, nexts: np.ndarray, params: dict) -> float:
-    model = registry.Recommender(name, registry.hyper_parameters(name, params), _ids_only(len(nexts)), CPU)
-    model.fit(train, None, epochs=params.get("max_epochs"))
+    model = fitted(name, train, None, params, feats=_ids_only(len(nexts)), epochs=params.get("max_epochs"))
     recs = top_n(model, _frame(train), n=1)
     top = recs.sort("user_idx")["movie_idx"].to_numpy()
     return float((top == nexts).mean())
@@ -98,12 +113,10 @@ def test_left_padding_does_not_change_any_real_positions_output() -> None:
 
 def test_the_same_seed_gives_the_same_weights(chains) -> None:
     train, nexts = chains
-    params = registry.hyper_parameters("sasrec", {"embedding_dim": 16, "max_len": 16, "batch_size": 64})
+    params = {"embedding_dim": 16, "max_len": 16, "batch_size": 64}
 
     def weights() -> dict[str, torch.Tensor]:
-        model = registry.Recommender("sasrec", params, _ids_only(len(nexts)), CPU)
-        model.fit(train, None, epochs=2)
-        return model.module.state_dict()
+        return fitted("sasrec", train, None, params, feats=_ids_only(len(nexts)), epochs=2).state_dict()
 
     first, second = weights(), weights()
     assert [k for k in first if not k.endswith("_extra_state")] == [k for k in second if not k.endswith("_extra_state")]
@@ -120,9 +133,8 @@ def test_the_scorers_top_n_equals_ranking_the_forward_pass_last_position_logits(
     movies = np.concatenate([rng.choice(N_MOVIES, size=n, replace=False) for n in lengths])
     stamps = np.concatenate([np.sort(rng.integers(0, 50, n)) for n in lengths])  # with ties
     frame = pl.DataFrame({"user_idx": users, "movie_idx": movies, "rating": 4.0, "timestamp": stamps})
-    model = registry.Recommender(
-        "sasrec", registry.hyper_parameters("sasrec", {"max_len": 12}), _ids_only(n_users), CPU
-    )
+    cls = registry.model_class("sasrec")
+    model = cls(cls.hyper_parameters({"max_len": 12}), _ids_only(n_users), CPU)
     model.module = _model(seed=2, dropout=0.0).eval()
     model.module.remember(histories(users, movies, stamps, n_users))
     recs = top_n(model, frame, n=5)
@@ -177,3 +189,63 @@ def test_batches_group_windows_of_similar_length_and_cover_each_once() -> None:
         padding += int((grid == -1).sum())
     assert sorted(seen) == list(range(len(w)))
     assert padding < 0.05 * w.positions  # random batches would pad about half
+
+
+def _train(model: SASRec, train: Ratings, val: Ratings, params: TrainParams, settings: SequenceParams) -> FitResult:
+    """The network on its sequence task, in the trainer's loop (what SASRecModel.fit does)."""
+    seed_everything(params.seed)
+    task = SequenceTask(model, 80, train, val, params, settings, CPU)
+    return loop.train(model, task, params, CPU, FitPlan(loop.train))
+
+
+def test_the_loss_samples_above_the_catalogue_limit_or_the_memory_budget() -> None:
+    settings = SequenceParams(max_len=200, softmax_max_movies=20_000, softmax_budget_mb=1024)
+    assert choose_loss(settings, 3_600, batch_size=32) == "softmax"
+    assert choose_loss(settings, 59_047, batch_size=32) == "sampled"  # ml-25m's catalogue
+    assert choose_loss(settings, 15_000, batch_size=256) == "sampled"  # 256 x 200 x 15,000 x 8 bytes: 5.7 GiB
+    assert choose_loss(SequenceParams(loss="softmax"), 59_047, 32) == "softmax"  # asked for explicitly
+    with pytest.raises(ValueError, match="expected auto, softmax or sampled"):
+        choose_loss(SequenceParams(loss="bpr"), 100, 32)
+
+
+def _walks(n_users: int = 80, n_movies: int = 30, length: int = 12, seed: int = 0) -> Ratings:
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(0, n_movies, n_users)
+    movies = (starts[:, None] + np.arange(length)[None, :]) % n_movies  # chains: m then m + 1
+    users = np.repeat(np.arange(n_users), length)
+    stamps = np.tile(np.arange(length), n_users)
+    return Ratings(users, movies.ravel(), np.full(users.shape, 0.8, np.float32), stamps)
+
+
+def _split(r: Ratings, last: int) -> tuple[Ratings, Ratings]:
+    """Each user's last `last` ratings as validation."""
+    length = np.bincount(r.users)[0]
+    is_val = np.tile(np.arange(length) >= length - last, len(r.users) // length)
+    part = [Ratings(r.users[m], r.movies[m], r.values[m], r.timestamps[m]) for m in (~is_val, is_val)]
+    return part[0], part[1]
+
+
+def test_training_logs_which_loss_and_learns_with_the_sampled_one(caplog: pytest.LogCaptureFixture) -> None:
+    train, val = _split(_walks(), last=1)
+    model = SASRec(30, max_len=16, dim=16, blocks=1, dropout=0.0)
+    params = TrainParams(lr=0.01, batch_size=16, max_epochs=25, patience=25, weight_decay=0.0)
+    with caplog.at_level(logging.INFO, logger="pipeline.models.sequence"):
+        result = _train(model, train, val, params, SequenceParams(loss="sampled", sampled_negatives=8))
+    assert "loss: sampled softmax, 8 popularity-sampled negatives with log-Q correction" in caplog.text
+    assert result.best_val_score > 0.5  # val NDCG@10 of the next chain step, from near 0 untrained
+
+
+def test_early_stopping_follows_validation_ndcg_and_restores_that_epochs_weights() -> None:
+    train, val = _split(_walks(), last=1)
+    model = SASRec(30, max_len=16, dim=16, blocks=1, dropout=0.2)
+    params = TrainParams(lr=0.01, batch_size=16, max_epochs=60, patience=3, weight_decay=0.0)
+    result = _train(model, train, val, params, SequenceParams())
+    scores = [h[MONITOR] for h in result.history]
+    assert result.monitor == MONITOR and result.best_val_score == max(scores)
+    assert result.best_epoch == scores.index(max(scores)) + 1
+    # stopped by patience: the last 3 epochs neither beat the best NDCG nor lowered the loss by 0.1%
+    assert len(result.history) < 60 and len(result.history) - result.best_epoch >= 3
+    losses = [h["val_loss"] for h in result.history]
+    assert all(losses[i] > min(losses[:i]) * (1 - 1e-3) for i in range(len(losses) - 3, len(losses)))
+    again = SequenceTask(model, 80, train, val, params, SequenceParams(), torch.device("cpu")).validate()
+    assert again[MONITOR] == pytest.approx(result.best_val_score)  # the best epoch's weights are back

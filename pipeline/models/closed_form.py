@@ -1,46 +1,22 @@
-"""Ranking baselines every learned model must beat: most-popular and EASE.
-
-Both score a users x movies matrix over dense indices (the train split's
-users and movies), from implicit feedback: a rating of any value is an
-interaction. EASE (Steck 2019) is a closed-form item-item model: with X the
-users x items interaction matrix, B = I - P / diag(P) for P = (XᵀX + λI)⁻¹,
-diagonal forced to zero; a user's scores are their row of X times B.
+"""EASE (Steck 2019), the closed-form item-item model: with X the users x movies interaction
+matrix, B = I - P / diag(P) for P = (XᵀX + λI)⁻¹, diagonal forced to zero; a user's scores are
+their row of X times B. It ranks from each user's latest row of X (rank_from), and explains a
+recommendation by the history movie whose weight adds most to its score.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 from scipy.linalg import lapack
 
-
-def interactions(users: np.ndarray, movies: np.ndarray, n_users: int, n_movies: int) -> sp.csr_matrix:
-    """Binary users x movies matrix of who rated what."""
-    data = np.ones(len(users), dtype=np.float32)
-    matrix = sp.csr_matrix((data, (users, movies)), shape=(n_users, n_movies))
-    matrix.data[:] = 1.0  # a repeated pair still counts once
-    return matrix
-
-
-@dataclass
-class MostPopular:
-    """Every user gets the movies most often rated in train."""
-
-    counts: np.ndarray | None = None
-
-    def fit(self, x: sp.csr_matrix) -> MostPopular:
-        self.counts = np.asarray(x.sum(axis=0)).ravel().astype(np.float32)
-        return self
-
-    def scores(self, users: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """[len(users), n_movies]; a read-only broadcast view unless written into `out`."""
-        assert self.counts is not None, "fit first"
-        if out is None:
-            return np.broadcast_to(self.counts, (len(users), len(self.counts)))
-        out[...] = self.counts
-        return out
+from pipeline.models.base import ArrayModel, ModelSpec, Ratings, interactions
+from pipeline.models.explain import Evidence, Reasons
 
 
 @dataclass
@@ -94,7 +70,8 @@ class EASE:
     def scores(self, users: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """[len(users), n_movies] float32, written into `out` when given (a reused buffer: a fresh
         [2,000, 62,000] array a block costs its page faults, 1.2 s in 4,000 users' 34 s)."""
-        assert self.weights is not None and self.x is not None, "fit first"
+        if self.weights is None or self.x is None:
+            raise RuntimeError("EASE: fit first")
         if not self.weights.flags.c_contiguous:  # a model saved before weights were row-major: once
             self.weights = np.ascontiguousarray(self.weights)
         local = np.asarray(self._local(self.x[users]) @ self.weights)
@@ -112,7 +89,8 @@ class EASE:
         whose weight B[j, movie] adds most to the score (a score is the sum of those weights over
         the history); -1 for a user without history. Users go in groups of similar history length,
         at most `budget` weights gathered at once."""
-        assert self.weights is not None and self.x is not None, "fit first"
+        if self.weights is None or self.x is None:
+            raise RuntimeError("EASE: fit first")
         movies = np.asarray(movies, dtype=np.int64)
         if self.movies is not None:  # in EASE's own columns: the history it learnt over, the movies it ranks
             position = np.full(self.x.shape[1], -1, dtype=np.int64)
@@ -164,3 +142,41 @@ def _symmetric_from_lower(p: np.ndarray, block: int = 2048) -> None:
         diag = p[start:stop, start:stop]
         diag[...] = np.tril(diag) + np.tril(diag, -1).T
         p[start:stop, stop:] = p[stop:, start:stop].T
+
+
+class EaseModel(ArrayModel):
+    spec = ModelSpec(
+        "ease",
+        "EASE item-item closed form (Steck 2019); ranks only",
+        defaults={"lam": 1000.0, "max_movies": 20_000},
+        tunable={"lam": (250.0, 500.0, 1000.0, 2000.0, 4000.0)},
+        ranks_from_history=True,
+        reason="contribution",
+    )
+
+    def __init__(self, params: Mapping[str, Any], feats, device: torch.device) -> None:
+        super().__init__(params, feats, device)
+        self.solver = EASE(float(self.params["lam"]), int(self.params["max_movies"]))
+
+    def _solve(self, train: Ratings) -> None:
+        self.solver.fit(interactions(train.users, train.movies, self.n_users, self.n_movies))
+
+    def _scores(self, users: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        return self.solver.scores(users, out=out)
+
+    def rank_from(self, history: Ratings) -> None:
+        self.solver.x = interactions(history.users, history.movies, self.n_users, self.n_movies)
+
+    def explain(
+        self, users: np.ndarray, top_movies: torch.Tensor, top_scores: torch.Tensor, evidence: Evidence
+    ) -> Reasons:
+        """The history movie j whose weight B[j, i] adds most to each recommendation's score."""
+        movie = self.solver.strongest(users, top_movies.cpu().numpy())
+        return Reasons(movie, evidence.rating_of(users, movie))
+
+    def state_dict(self) -> dict[str, Any]:
+        s = self.solver
+        return {"weights": s.weights, "x": s.x, "movies": s.movies}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.solver.weights, self.solver.x, self.solver.movies = state["weights"], state["x"], state["movies"]

@@ -5,7 +5,8 @@ neumf_features, ncf_tags, mlp and dnn_content all concatenate a user vector
 optionally genres and tag features) and pass it through an MLP ending in a
 sigmoid on the rating scaled to [0, 1]. They differ only in which side
 features they see, the layer sizes, batch norm and dropout, so they share
-this class and its fast all-pairs scorer.
+one network and its fast all-pairs scorer; each model is a class that says
+which side features it reads.
 
 Two outputs: the rating (what the notebooks trained, and RMSE measures) and
 an interaction logit (will this user rate this movie at all?), trained
@@ -17,34 +18,12 @@ people loved; the interaction head is what ranks.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import nn
 
-
-class Dropout(nn.Dropout):
-    """nn.Dropout whose CPU masks come from numpy's PCG64 instead of torch's bernoulli_.
-
-    Measured on this 2-core CPU (4096 x 128 activations, forward + backward):
-    torch's dropout 7.7 ms, this 1.4 ms; torch's CPU generator (mt19937) drew
-    a quarter of every training step. The draws are the generator's raw
-    64-bit outputs cut in four. The keep probability is quantised to
-    1/65536. On CUDA (Philox, fast) and in eval mode it is plain nn.Dropout.
-    The numpy generator is seeded from torch's, so a seeded run repeats.
-    """
-
-    def __init__(self, p: float) -> None:
-        super().__init__(p)
-        self._threshold = round(p * 65536)
-        self._scale = np.float32(65536 / max(65536 - self._threshold, 1))
-        self._rng = np.random.default_rng(int(torch.randint(2**62, (1,))))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or x.device.type != "cpu" or not 0 < self._threshold < 65536:
-            return super().forward(x)
-        # four 16-bit draws per raw 64-bit output: 1.75x faster than integers(0, 65536, dtype=uint16)
-        draws = self._rng.bit_generator.random_raw(-(-x.numel() // 4)).view(np.uint16)[: x.numel()]
-        mask = (draws >= self._threshold).astype(np.float32) * self._scale
-        return x * torch.from_numpy(mask).view(x.shape).to(x.dtype)
+from pipeline.models.base import ModelSpec, Ratings
+from pipeline.models.neural import PAIRS_PER_BATCH, Dropout, RatingNetwork
 
 
 class PairMLP(nn.Module):
@@ -181,3 +160,115 @@ class PairMLP(nn.Module):
                 w, b = w * scale[:, None], (b - norm.running_mean) * scale + norm.bias
             folded.append((w, b))
         return folded
+
+
+class PairNetwork(RatingNetwork):
+    """A notebook network: its side features (`side_features`), the shared PairMLP, the rating task."""
+
+    def side_features(self, train: Ratings | None) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The user side [n_users, u] and the movie side's parts [n_movies, m_i] (none by default)."""
+        return np.zeros((self.n_users, 0), np.float32), [np.zeros((self.n_movies, 0), np.float32)]
+
+    def build(self, train: Ratings | None) -> nn.Module:
+        p = self.params
+        user_side, movie_side = self.side_features(train)
+        return PairMLP(
+            self.n_users,
+            self.n_movies,
+            torch.from_numpy(np.asarray(user_side, np.float32)),
+            torch.from_numpy(np.hstack(movie_side).astype(np.float32)),
+            int(p["embedding_dim"]),
+            tuple(p["hidden"]),
+            float(p["dropout"]),
+            bool(p["batch_norm"]),
+        )
+
+    def score_tensor(self, users: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Every movie for a block of users, in blocks of a pair budget (the hidden layers are per pair)."""
+        self.module.eval()
+        budget = PAIRS_PER_BATCH.get(self.device.type, 1 << 15)
+        return self.module.score_matrix(users, None, self.ranking_head, out=out, pairs_per_block=budget)
+
+
+NETWORK = {"hidden": (128, 64, 32), "dropout": 0.3, "batch_norm": True, "negatives": 1}
+TUNABLE = {"embedding_dim": (16, 32, 64), "dropout": (0.2, 0.3, 0.5), "lr": (5e-4, 1e-3, 2e-3)}
+
+
+class NeuMFFeatures(PairNetwork):
+    spec = ModelSpec(
+        "neumf_features",
+        "ID embeddings + user demographics + genre multi-hot -> MLP with batch norm and dropout",
+        defaults={"embedding_dim": 32, **NETWORK},
+        tunable=TUNABLE,
+        rates=True,
+        torch=True,
+        pairwise=True,
+    )
+
+    def side_features(self, train: Ratings | None) -> tuple[np.ndarray, list[np.ndarray]]:
+        _, movie_side = super().side_features(train)
+        return self.feats.user_features, [*movie_side, self.feats.movie_features]
+
+
+class NCFTags(NeuMFFeatures):
+    spec = ModelSpec(
+        "ncf_tags",
+        "neumf_features plus each movie's tag TF-IDF reduced by TruncatedSVD",
+        defaults={"embedding_dim": 32, **NETWORK, "tag_components": 32},
+        tunable={**TUNABLE, "tag_components": (16, 32, 64)},
+        rates=True,
+        needs=("tags",),
+        torch=True,
+        pairwise=True,
+    )
+
+    def side_features(self, train: Ratings | None) -> tuple[np.ndarray, list[np.ndarray]]:
+        user_side, movie_side = super().side_features(train)
+        tags = _tag_components(self.feats.movie_tags, int(self.params["tag_components"]), int(self.params["seed"]))
+        return user_side, [*movie_side, tags]
+
+
+class PlainMLP(PairNetwork):
+    spec = ModelSpec(
+        "mlp",
+        "plain user and movie ID embeddings -> MLP (the ml-100k notebook)",
+        defaults={"embedding_dim": 32, "hidden": (64, 32), "dropout": 0.2, "batch_norm": False, "negatives": 1},
+        tunable=TUNABLE,
+        rates=True,
+        torch=True,
+        pairwise=True,
+    )
+
+
+class DNNContent(PairNetwork):
+    spec = ModelSpec(
+        "dnn_content",
+        "ID embeddings + genre multi-hot + tag TF-IDF (min-max scaled on train) -> small MLP",
+        defaults={"embedding_dim": 16, "hidden": (64, 32), "dropout": 0.2, "batch_norm": False, "negatives": 1},
+        tunable=TUNABLE,
+        rates=True,
+        torch=True,
+        pairwise=True,
+    )
+
+    def side_features(self, train: Ratings | None) -> tuple[np.ndarray, list[np.ndarray]]:
+        user_side, movie_side = super().side_features(train)
+        movie_side.append(self.feats.movie_features)
+        if self.feats.has_tags:
+            from sklearn.preprocessing import MinMaxScaler  # here: most runs never import scikit-learn
+
+            # scaled on the movies seen in train only, so val/test movies leak nothing
+            seen = np.unique(train.movies) if train is not None else slice(None)
+            scaler = MinMaxScaler().fit(self.feats.movie_tags[seen])
+            movie_side.append(np.clip(scaler.transform(self.feats.movie_tags), 0.0, 1.0).astype(np.float32))
+        return user_side, movie_side
+
+
+def _tag_components(tags: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """The tag TF-IDF reduced to k components (scikit-learn's TruncatedSVD), unit-scaled."""
+    from sklearn.decomposition import TruncatedSVD  # here: most runs never import scikit-learn
+
+    k = max(1, min(k, tags.shape[1] - 1, tags.shape[0] - 1))
+    reduced = TruncatedSVD(n_components=k, random_state=seed).fit_transform(sp.csr_matrix(tags))
+    scale = np.abs(reduced).max() or 1.0
+    return (reduced / scale).astype(np.float32)
