@@ -15,7 +15,8 @@ export AIRFLOW__CORE__PARALLELISM := 4
 
 DATASET    ?= $(MOVIELENS_DATASET)
 TOP_N      ?= 100
-MAX_EPOCHS ?= 30
+# empty: each model's own cap (pipeline.core.config.TrainParams.max_epochs unless its spec says otherwise)
+MAX_EPOCHS ?=
 DEVICE     ?= auto
 # empty: each job's own default set (nightly: most_popular,ease,biased_mf,neumf_features,sasrec;
 # evaluate: every model). A comma-separated list picks models by name.
@@ -34,7 +35,7 @@ USER_ID    := $(if $(filter command line,$(origin USER)),$(USER))
 # The DAG's params as JSON, from the variables above (run and backfill; evaluate without top_n).
 # Without MODELS the DAG's own default set applies.
 CONF_PY = import json,sys; a = sys.argv[1:]; \
-	conf = {"dataset": a[0], "max_epochs": int(a[2]), "device": a[3]} | ({"top_n": int(a[1])} if a[1] else {}); \
+	conf = {"dataset": a[0], "device": a[3]} | ({"top_n": int(a[1])} if a[1] else {}) | ({"max_epochs": int(a[2])} if a[2] else {}); \
 	print(json.dumps(conf | ({"models": a[4].split(",")} if a[4] else {})))
 CONF = $$($(PY) -c '$(CONF_PY)' "$(if $(DATASET),$(abspath $(DATASET)),)" "$(TOP_N)" "$(MAX_EPOCHS)" "$(DEVICE)" "$(MODELS)")
 EVAL_CONF = $$($(PY) -c '$(CONF_PY)' "$(if $(DATASET),$(abspath $(DATASET)),)" "" "$(MAX_EPOCHS)" "$(DEVICE)" "$(MODELS)")
@@ -65,7 +66,7 @@ run: setup ## run the nightly DAG once through Airflow (DATASET=<folder>, MODELS
 	$(BIN)/airflow dags test $(DAG_ID) --conf "$$conf"
 
 cli: $(VENV)/.installed ## the nightly job without Airflow, in one process
-	$(PY) -m pipeline.stages.cli run $(if $(DATASET),--dataset $(DATASET),) --top-n $(TOP_N) --max-epochs $(MAX_EPOCHS) --device $(DEVICE) $(if $(MODELS),--models $(MODELS),)
+	$(BIN)/movielens run $(if $(DATASET),--dataset $(DATASET),) --top-n $(TOP_N) $(if $(MAX_EPOCHS),--max-epochs $(MAX_EPOCHS),) --device $(DEVICE) $(if $(MODELS),--models $(MODELS),)
 
 evaluate: setup ## the weekly evaluation DAG once through Airflow: every model, both protocols; publishes nothing
 	@conf=$(EVAL_CONF); \
@@ -74,7 +75,7 @@ evaluate: setup ## the weekly evaluation DAG once through Airflow: every model, 
 
 show-user: $(VENV)/.installed ## a user's profile, best/worst rated movies and current top-10: USER=<id> [PLOT=1]
 	@test -n "$(USER_ID)" || { echo "usage: make show-user USER=<user id> [PLOT=1]"; exit 2; }
-	$(PY) -m pipeline.stages.cli show-user $(USER_ID) $(if $(PLOT),--plot,)
+	$(BIN)/movielens show-user $(USER_ID) $(if $(PLOT),--plot,)
 
 backfill: setup ## replay history through a real scheduler: FROM=YYYY-MM-DD TO=YYYY-MM-DD [EVERY=day|week|month]; resumes
 	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make backfill FROM=YYYY-MM-DD TO=YYYY-MM-DD [EVERY=day|week|month] [DATASET=… MODELS=…]"; exit 2; }

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ops.local_airflow import dags_test_environment  # noqa: E402
+from pipeline.core.run_folder import RunFolder  # noqa: E402
 
 LIMIT_MIB = 8 * 1024
 
@@ -73,7 +74,7 @@ def show_user(scratch: Path) -> tuple[float, int]:
 
 
 def render(run_dir: Path, command_s: float | None, show_user_s: float | None) -> str:
-    report = json.loads((run_dir / "report.json").read_text())
+    report = RunFolder.read(RunFolder(run_dir).report_summary)
     tasks = report["timings"]["tasks"]
     lines = ["| task | seconds | peak RSS (MiB) | resident at its start (MiB) |", "|---|---:|---:|---:|"]
 

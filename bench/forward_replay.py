@@ -40,12 +40,12 @@ from bench.protocol_b import Split, ids_only, indexed, protocol_b  # noqa: E402
 from pipeline.core import logs  # noqa: E402
 from pipeline.core.config import PROJECT_ROOT  # noqa: E402
 from pipeline.evaluation.forward import window_metrics  # noqa: E402
-from pipeline.evaluation.protocols import production_fit, ratings, schedule_from  # noqa: E402
 from pipeline.evaluation.split import TRAIN, VAL, temporal_split  # noqa: E402
 from pipeline.models import registry  # noqa: E402
 from pipeline.models.base import Recommender  # noqa: E402
 from pipeline.serving.recommend import top_n  # noqa: E402
 from pipeline.training import fit as train  # noqa: E402
+from pipeline.training.recipe import production_fit, ratings, schedule_from  # noqa: E402
 
 CPU = torch.device("cpu")
 

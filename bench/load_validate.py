@@ -37,16 +37,20 @@ def child_pipeline(folder: str, workdir: str) -> dict:
 
     os.environ["MOVIELENS_VAR_DIR"] = workdir
     from pipeline.core import logs
-    from pipeline.stages import run
+    from pipeline.core.run_folder import RunFolder
+    from pipeline.stages.fetch import fetch
+    from pipeline.stages.load import load
+    from pipeline.stages.prepare import prepare
+    from pipeline.stages.validate import validate
 
     logs.setup()
-    run_dir = run.prepare("bench", datetime.now(UTC), folder, Path(workdir) / "wh.duckdb", max_epochs=1)
+    run_dir = prepare("bench", datetime.now(UTC), folder, Path(workdir) / "wh.duckdb", max_epochs=1)
     seconds = {}
-    for stage in (run.fetch, run.validate, run.load):
+    for stage in (fetch, validate, load):
         started = time.perf_counter()
         stage(run_dir)
         seconds[stage.__name__] = round(time.perf_counter() - started, 1)
-    summary = json.loads((Path(run_dir) / "validation.json").read_text())
+    summary = RunFolder.read(RunFolder(run_dir).validation)
     return {"seconds": seconds, "peak_mib": round(_peak_mib()), "rows": summary["rows"], "passed": summary["passed"]}
 
 

@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO))
 from ops.local_airflow import dags_test_environment  # noqa: E402
 from pipeline.core import logs  # noqa: E402
 from pipeline.core.config import PROJECT_ROOT  # noqa: E402
+from pipeline.core.run_folder import RunFolder  # noqa: E402
 from pipeline.evaluation.champion import FULL_RANKING_COLUMNS as B_COLUMNS  # noqa: E402
 from pipeline.evaluation.champion import NOTEBOOK_COLUMNS as A_COLUMNS  # noqa: E402
 from pipeline.evaluation.champion import metric_value  # noqa: E402
@@ -56,7 +57,7 @@ def evaluate_dataset(name: str, device: str, models: list[str], scratch: Path, m
     if done.returncode != 0:
         sys.exit(f"movielens_evaluation failed on {name} (exit {done.returncode}); its log is above")
     (run_dir,) = (var / "runs").iterdir()
-    report = json.loads((run_dir / "report.json").read_text())
+    report = RunFolder.read(RunFolder(run_dir).report_summary)
     return {
         "dataset": name,
         "results": [report["models"][m] for m in models],

@@ -28,10 +28,11 @@ sys.path.insert(0, str(REPO))
 from bench.protocol_b import protocol_b  # noqa: E402
 from pipeline.core import logs  # noqa: E402
 from pipeline.core.config import PROJECT_ROOT  # noqa: E402
-from pipeline.evaluation.protocols import full_ranking_protocol, ranking_metrics, ratings  # noqa: E402
+from pipeline.evaluation.protocols import full_ranking_protocol, ranking_metrics  # noqa: E402
 from pipeline.evaluation.split import TRAIN, VAL  # noqa: E402
 from pipeline.models import registry  # noqa: E402
 from pipeline.training import fit  # noqa: E402
+from pipeline.training.recipe import ratings  # noqa: E402
 
 # The reference implementation's setting (EVALUATION.md's SASRec row), which every entry of the
 # grid overrides; the first entry is the reference itself.

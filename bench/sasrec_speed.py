@@ -43,12 +43,12 @@ sys.path.insert(0, str(REPO))
 
 from bench.protocol_b import protocol_b  # noqa: E402
 from pipeline.core import logs  # noqa: E402
-from pipeline.evaluation.protocols import ratings  # noqa: E402
 from pipeline.evaluation.split import TEST  # noqa: E402
 from pipeline.models import registry  # noqa: E402
 from pipeline.models.sequence import SASRec, histories, padded, windows  # noqa: E402
 from pipeline.training import fit  # noqa: E402
 from pipeline.training.loop import select_device  # noqa: E402
+from pipeline.training.recipe import ratings  # noqa: E402
 
 
 def square_rate(device: torch.device, size: int = 4096, repeats: int = 3) -> float:

@@ -44,7 +44,7 @@ from pipeline.ingest.features import Features
 from pipeline.models import registry
 from pipeline.models.base import Recommender
 from pipeline.serving.recommend import top_n, users_per_block
-from pipeline.stages.run import SHARD_COMPRESSION
+from pipeline.stages.score_shard import SHARD_COMPRESSION
 from pipeline.training.loop import select_device
 
 T = TypeVar("T")

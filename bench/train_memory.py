@@ -21,7 +21,6 @@ run's own settings; it replaces the folder's models/<name>/ outputs, and its lim
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -34,6 +33,11 @@ sys.path.insert(0, str(ROOT))
 
 TARGET_MIB = 3 * 1024  # on 20,000 x 12,000
 TASK_LIMIT_MIB = 8 * 1024  # any task at any size (issue 19)
+# train_model in a fresh process, as an Airflow task runs it
+TRAIN_MODEL = (
+    "from pipeline.core import logs; from pipeline.stages.train_model import train_model; "
+    "logs.setup(); train_model({run_dir!r}, {name!r})"
+)
 
 
 def _child(code: str, env: dict[str, str]) -> None:
@@ -59,7 +63,7 @@ def main() -> None:
         env = {**os.environ, "MOVIELENS_TRAINING_SLOTS": "1"}
         run_dir = str(args.run_dir)
         for name in models:
-            _child(f"from pipeline import logs, run; logs.setup(); run.train_model({run_dir!r}, {name!r})", env)
+            _child(TRAIN_MODEL.format(run_dir=run_dir, name=name), env)
         _report(run_dir, models, args.run_dir.name, TASK_LIMIT_MIB)
         return
     if not (args.data / "ratings.csv").exists():
@@ -69,11 +73,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="train-memory-") as work:
         env = {**os.environ, "MOVIELENS_VAR_DIR": work, "MOVIELENS_TRAINING_SLOTS": "1"}
         code = (
-            "from datetime import UTC, datetime; from pathlib import Path; from pipeline import logs, run; "
-            "logs.setup(); "
-            f"d = run.prepare('bench-memory', datetime.now(UTC), {str(args.data)!r}, Path({work!r}) / 'wh.duckdb', "
+            "from datetime import UTC, datetime; from pathlib import Path; from pipeline.core import logs; "
+            "from pipeline.stages import job; from pipeline.stages.prepare import prepare; logs.setup(); "
+            f"d = prepare('bench-memory', datetime.now(UTC), {str(args.data)!r}, Path({work!r}) / 'wh.duckdb', "
             f"max_epochs={args.max_epochs}, models={models!r}); "
-            "[getattr(run, s)(d) for s in ('fetch', 'validate', 'load', 'features', 'split')]; "
+            "[job.BY_NAME[s](d) for s in ('fetch', 'validate', 'load', 'features', 'split')]; "
             f"Path({work!r}, 'run_dir').write_text(d)"
         )
         started = time.perf_counter()
@@ -81,13 +85,14 @@ def main() -> None:
         run_dir = Path(work, "run_dir").read_text()
         print(f"prepared {run_dir} in {time.perf_counter() - started:.0f}s", flush=True)
         for name in models:
-            _child(f"from pipeline import logs, run; logs.setup(); run.train_model({run_dir!r}, {name!r})", env)
+            _child(TRAIN_MODEL.format(run_dir=run_dir, name=name), env)
         _report(run_dir, models, args.data.name, TARGET_MIB)
 
 
 def _report(run_dir: str, models: list[str], label: str, target_mib: int) -> None:
     """Each task's seconds, peak and validation NDCG@10 beside the split task's peak (the baseline)."""
     from pipeline.core import timings
+    from pipeline.core.run_folder import RunFolder
 
     entries = {e["task"]: e for e in timings.collect(run_dir)}
     base = entries["split"]["peak_rss_mib"]
@@ -96,7 +101,7 @@ def _report(run_dir: str, models: list[str], label: str, target_mib: int) -> Non
     print(f"{'split (baseline)':<30} {entries['split']['seconds']:>8.1f} {base:>9,} {1.0:>8.2f}")
     for name in models:
         e = entries[f"train_model[{name}]"]
-        metrics = json.loads((Path(run_dir) / "models" / name / "metrics.json").read_text())
+        metrics = RunFolder.read(RunFolder(run_dir).metrics(name))
         ndcg = metrics.get("full_ranking", {}).get("val", {}).get("ndcg@10")
         flag = "" if e["peak_rss_mib"] <= target_mib else "  OVER"
         print(

@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.core.metrics import rating_metrics, rerank_metrics
-from pipeline.evaluation.protocols import ratings
+from pipeline.core.run_folder import RunFolder
 from pipeline.evaluation.split import TEST, TRAIN, VAL
 from pipeline.ingest.features import Features
 from pipeline.ingest.layouts import RatingScale
@@ -32,6 +32,7 @@ from pipeline.models import registry
 from pipeline.serving.recommend import top_n
 from pipeline.training import fit
 from pipeline.training.loop import select_device
+from pipeline.training.recipe import ratings
 
 
 def main() -> None:
@@ -54,8 +55,8 @@ def main() -> None:
         if v is not None
     }
     params = registry.model_class(args.model).hyper_parameters(overrides)
-    feats = Features.load(run / "features.npz")
-    split = pl.read_parquet(run / "split.parquet")
+    feats = Features.load(RunFolder(run).features)
+    split = pl.read_parquet(RunFolder(run).notebook_split)
     device = select_device(args.device)
     scale = RatingScale(1.0, args.rating_max, 1.0)
 
@@ -70,7 +71,7 @@ def main() -> None:
         **rating_metrics(pred, part(TEST).values, args.rating_max),
         **rerank_metrics(test["user_id"].to_numpy(), pred, test["rating"].to_numpy(), scale.like_threshold),
     }
-    all_ratings = pl.read_parquet(run / "ratings.parquet")
+    all_ratings = pl.read_parquet(RunFolder(run).ratings)
     if device.type == "cuda":
         torch.cuda.synchronize()
     started = time.perf_counter()

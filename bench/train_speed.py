@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.core.config import PROJECT_ROOT
-from pipeline.evaluation.protocols import ratings
+from pipeline.core.run_folder import RunFolder
 from pipeline.evaluation.split import TRAIN, VAL
 from pipeline.ingest.features import Features
 from pipeline.ingest.layouts import WHOLE_STARS
@@ -44,6 +44,7 @@ from pipeline.models.networks import PairMLP
 from pipeline.models.neural import RatingTask, seed_everything, train_params
 from pipeline.training import loop
 from pipeline.training.loop import select_device
+from pipeline.training.recipe import ratings
 
 
 class NotebookRatings(Dataset):
@@ -135,8 +136,8 @@ def main() -> None:
     run = args.run_dir or _latest_run()
     if run is None:
         sys.exit("no run folder: run `make run DATASET=../shared/data/ml-1m-users-1-2999` first")
-    feats = Features.load(run / "features.npz")
-    split = pl.read_parquet(run / "split.parquet")
+    feats = Features.load(RunFolder(run).features)
+    split = pl.read_parquet(RunFolder(run).notebook_split)
     device = select_device(args.device)
     train_rows = split.filter(pl.col("split") == TRAIN)
     train = ratings(train_rows, WHOLE_STARS)

@@ -37,7 +37,8 @@ sys.path.insert(0, str(REPO))
 from bench.protocol_b import protocol_b  # noqa: E402
 from pipeline.core import logs  # noqa: E402
 from pipeline.core.metrics import rating_metrics  # noqa: E402
-from pipeline.evaluation.protocols import ranking_metrics, ratings, schedule_from  # noqa: E402
+from pipeline.core.run_folder import RunFolder  # noqa: E402
+from pipeline.evaluation.protocols import ranking_metrics  # noqa: E402
 from pipeline.evaluation.split import TEST, TRAIN, VAL  # noqa: E402
 from pipeline.ingest.features import Features  # noqa: E402
 from pipeline.ingest.spec import resolve_dataset  # noqa: E402
@@ -45,6 +46,7 @@ from pipeline.models import registry  # noqa: E402
 from pipeline.models.base import Recommender  # noqa: E402
 from pipeline.training import fit  # noqa: E402
 from pipeline.training.loop import select_device  # noqa: E402
+from pipeline.training.recipe import ratings, schedule_from  # noqa: E402
 
 
 def main() -> None:
@@ -59,8 +61,9 @@ def main() -> None:
     logs.setup()
     device = select_device(args.device)
     if args.run is not None:
-        args.dataset = Path(json.loads((args.run / "manifest.json").read_text())["folder"])
-        frame, feats = pl.read_parquet(args.run / "temporal.parquet"), Features.load(args.run / "features.npz")
+        run = RunFolder(args.run)
+        args.dataset = Path(run.read(run.manifest)["folder"])
+        frame, feats = pl.read_parquet(run.temporal_split), Features.load(run.features)
         scale = resolve_dataset(args.dataset)[1].scale
     else:
         if not args.dataset.is_dir():

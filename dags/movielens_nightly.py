@@ -49,34 +49,20 @@ from pipeline.models.registry import NAMES as ALL_MODELS
 RETRY_DELAY = timedelta(seconds=float(os.environ.get("MOVIELENS_RETRY_DELAY_S", 120)))
 TRANSIENT = {"retries": 2, "retry_delay": RETRY_DELAY, "retry_exponential_backoff": True}
 
-# Each stage is pipeline.stages.run.<name>(run_dir) -> run_dir. Validation never
-# retries (bad data stays bad); steps that touch files or the warehouse may.
-# Tasks that open the DuckDB warehouse share a one-slot pool: the nightly, replay and evaluation
-# DAGs write the same file, and DuckDB lets one process write it at a time.
+# Each task calls one stage, pipeline.stages.<stage>, on the run folder and passes its path on.
+# A task imports its stage when it runs, never at parse time. Validation never retries (bad data
+# stays bad); steps that touch files or the warehouse may. Tasks that open the DuckDB warehouse
+# share a one-slot pool: the nightly, replay and evaluation DAGs write the same file, and DuckDB
+# lets one process write it at a time.
 WAREHOUSE = {"pool": WAREHOUSE_POOL}
-STAGES_BEFORE_TRAINING = (
-    ("validate", {"retries": 0} | WAREHOUSE),
-    ("load", TRANSIENT | WAREHOUSE),
-    ("forward_evaluate", WAREHOUSE),
-    ("features", WAREHOUSE),
-    ("split", {}),
-)
 # Tasks that train or score take every core they are given: they share the `training` pool, whose
 # slots (MOVIELENS_TRAINING_SLOTS, default one per 4 cores) are how many run at once; each then
-# uses cores / slots threads (pipeline.stages.run.use_task_threads). `make setup` creates both pools.
+# uses cores / slots threads (pipeline.core.threads). `make setup` creates both pools.
 HEAVY = {"pool": TRAINING_POOL}
-STAGES_BEFORE_SCORING = (
-    ("evaluate", WAREHOUSE),
-    ("fit_champion", HEAVY),
-)
 
 # What downstream DAGs can be scheduled on: the consumers' table, in the serving file.
 RECOMMENDATIONS = Asset(
     name="movielens_current_recommendations", uri="duckdb://movielens/serving/current_recommendations"
-)
-STAGES_AFTER_SCORING = (
-    ("publish", TRANSIENT | WAREHOUSE | {"outlets": [RECOMMENDATIONS]}),
-    ("report", WAREHOUSE),
 )
 
 
@@ -87,16 +73,141 @@ def _on_failure(context) -> None:
     alerts.notify(alerts.task_failure_alert(context))
 
 
-def _stage(name: str, settings: dict):
-    """A task running one pipeline stage on the run folder (pipeline is imported at run time, not parse time)."""
+def _fetch(job: str):
+    """The first task: the run folder for this job, and the raw files found (or downloaded)."""
 
-    @task(task_id=name, **settings)
-    def run_stage(run_dir: str) -> str:
-        from pipeline.stages import run
+    @task(task_id="fetch", **TRANSIENT)
+    def fetch() -> str:
+        from airflow.sdk.exceptions import AirflowFailException
 
-        return getattr(run, name)(run_dir)
+        from pipeline.ingest.download import DownloadError
+        from pipeline.ingest.layouts import LayoutError
+        from pipeline.stages.fetch import fetch
+        from pipeline.stages.prepare import prepare
 
-    return run_stage
+        ctx = get_current_context()
+        p = ctx["params"]
+        # a run triggered without a logical date (Airflow 3's default from the UI, the CLI and the
+        # REST API) has none in its context: it sees the ratings made before it was due to run
+        as_of = ctx.get("data_interval_end") or ctx.get("logical_date") or ctx["dag_run"].run_after
+        run_dir = prepare(
+            ctx["run_id"],
+            as_of,
+            p["dataset"] or None,
+            None,
+            p.get("top_n", 100),
+            p["max_epochs"],
+            p["device"],
+            p["models"],
+            users_per_shard=p.get("users_per_shard", 50_000),
+            job=job,
+        )
+        try:
+            return fetch(run_dir)
+        except (DownloadError, LayoutError) as exc:
+            # Already retried where it helps (the download); a wrong folder or an
+            # unreachable archive will not fix itself by waiting.
+            raise AirflowFailException(str(exc)) from exc
+
+    return fetch
+
+
+@task(retries=0, **WAREHOUSE)
+def validate(run_dir: str) -> str:
+    from pipeline.stages.validate import validate
+
+    return validate(run_dir)
+
+
+@task(**TRANSIENT, **WAREHOUSE)
+def load(run_dir: str) -> str:
+    from pipeline.stages.load import load
+
+    return load(run_dir)
+
+
+@task(**WAREHOUSE)
+def forward_evaluate(run_dir: str) -> str:
+    from pipeline.stages.forward_evaluate import forward_evaluate
+
+    return forward_evaluate(run_dir)
+
+
+@task(**WAREHOUSE)
+def features(run_dir: str) -> str:
+    from pipeline.stages.features import features
+
+    return features(run_dir)
+
+
+@task
+def split(run_dir: str) -> str:
+    from pipeline.stages.split import split
+
+    return split(run_dir)
+
+
+@task
+def model_names(run_dir: str) -> list[str]:
+    from pipeline.stages.train_model import model_names
+
+    return model_names(run_dir)
+
+
+@task(map_index_template="{{ name }}", **HEAVY)
+def train_model(run_dir: str, name: str) -> str:
+    """One model: tuned on train_inner and judged on validation (and, weekly, refit and protocol A)."""
+    from pipeline.stages.train_model import train_model
+
+    return train_model(run_dir, name)
+
+
+@task(**WAREHOUSE)
+def evaluate(run_dir: str) -> str:
+    from pipeline.stages.evaluate import evaluate
+
+    return evaluate(run_dir)
+
+
+@task(**HEAVY)
+def fit_champion(run_dir: str) -> str:
+    from pipeline.stages.fit_champion import fit_champion
+
+    return fit_champion(run_dir)
+
+
+@task
+def score_shards(run_dir: str) -> list[int]:
+    from pipeline.stages.score_shard import score_shards
+
+    return score_shards(run_dir)
+
+
+@task(map_index_template="shard {{ shard }}", **TRANSIENT, **HEAVY)
+def score_shard(run_dir: str, shard: int) -> str:
+    """One user range of the top-N lists; one mapped task per shard."""
+    from pipeline.stages.score_shard import score_shard
+
+    return score_shard(run_dir, shard)
+
+
+@task(**TRANSIENT, **WAREHOUSE, outlets=[RECOMMENDATIONS])
+def publish(run_dir: str) -> str:
+    from pipeline.stages.publish import publish
+
+    return publish(run_dir)
+
+
+@task(**WAREHOUSE)
+def report(run_dir: str) -> str:
+    from pipeline.stages.report import report
+
+    return report(run_dir)
+
+
+def _trained(run_dir):
+    """One mapped train_model task per model of the run, in the training pool."""
+    return train_model.partial(run_dir=run_dir).expand(name=model_names(run_dir))
 
 
 # `make backfill EVERY=…` replays history at one of these intervals (the nightly DAG's own
@@ -126,7 +237,12 @@ def dag_settings(job: str) -> dict:
                 else "Models to compare under both protocols (nothing is published)",
             ),
             "top_n": Param(100, type="integer", minimum=1, description="Recommendations per user"),
-            "max_epochs": Param(30, type="integer", minimum=1, description="Training epochs at most"),
+            "max_epochs": Param(
+                None,
+                type=["null", "integer"],
+                minimum=1,
+                description="Training epochs at most, for every model; empty: each model's own cap",
+            ),
             "device": Param("auto", type="string", enum=["auto", "cpu", "cuda"]),
             "users_per_shard": Param(
                 50_000,
@@ -139,106 +255,24 @@ def dag_settings(job: str) -> dict:
     )
 
 
-def _fetch(job: str):
-    """The first task: the run folder for this job, and the raw files found (or downloaded)."""
-
-    @task(task_id="fetch", **TRANSIENT)
-    def fetch() -> str:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from pipeline.ingest.download import DownloadError
-        from pipeline.ingest.layouts import LayoutError
-        from pipeline.stages import run
-
-        ctx = get_current_context()
-        p = ctx["params"]
-        # a run triggered without a logical date (Airflow 3's default from the UI, the CLI and the
-        # REST API) has none in its context: it sees the ratings made before it was due to run
-        as_of = ctx.get("data_interval_end") or ctx.get("logical_date") or ctx["dag_run"].run_after
-        run_dir = run.prepare(
-            ctx["run_id"],
-            as_of,
-            p["dataset"] or None,
-            None,
-            p.get("top_n", 100),
-            p["max_epochs"],
-            p["device"],
-            p["models"],
-            users_per_shard=p.get("users_per_shard", 50_000),
-            job=job,
-        )
-        try:
-            return run.fetch(run_dir)
-        except (DownloadError, LayoutError) as exc:
-            # Already retried where it helps (the download); a wrong folder or an
-            # unreachable archive will not fix itself by waiting.
-            raise AirflowFailException(str(exc)) from exc
-
-    return fetch
-
-
-def _train_models(run_dir):
-    """One mapped train_model task per model of the run, in the training pool."""
-
-    @task
-    def model_names(run_dir: str) -> list[str]:
-        from pipeline.stages import run
-
-        return run.model_names(run_dir)
-
-    @task(map_index_template="{{ name }}", **HEAVY)
-    def train_model(run_dir: str, name: str) -> str:
-        """One model: tuned on train_inner and judged on validation (and, weekly, refit and protocol A)."""
-        from pipeline.stages import run
-
-        return run.train_model(run_dir, name)
-
-    return train_model.partial(run_dir=run_dir).expand(name=model_names(run_dir))
-
-
 def movielens_pipeline() -> None:
     """The tasks and their wiring, shared by the nightly DAG and the replay DAGs."""
-
-    @task
-    def score_shards(run_dir: str) -> list[int]:
-        from pipeline.stages import run
-
-        return run.score_shards(run_dir)
-
-    @task(map_index_template="shard {{ shard }}", **TRANSIENT, **HEAVY)
-    def score_shard(run_dir: str, shard: int) -> str:
-        """One user range of the top-N lists; one mapped task per shard."""
-        from pipeline.stages import run
-
-        return run.score_shard(run_dir, shard)
-
-    run_dir = _fetch(NIGHTLY)()
-    for name, settings in STAGES_BEFORE_TRAINING:
-        run_dir = _stage(name, settings)(run_dir)
-    trained = _train_models(run_dir)
-    evaluated = _stage(*STAGES_BEFORE_SCORING[0])(run_dir)
-    trained >> evaluated
-    run_dir = evaluated
-    for name, settings in STAGES_BEFORE_SCORING[1:]:
-        run_dir = _stage(name, settings)(run_dir)
-    scored = score_shard.partial(run_dir=run_dir).expand(shard=score_shards(run_dir))
-    after = _stage(*STAGES_AFTER_SCORING[0])(run_dir)
-    scored >> after
-    for name, settings in STAGES_AFTER_SCORING[1:]:
-        after = _stage(name, settings)(after)
+    run_dir = split(features(forward_evaluate(load(validate(_fetch(NIGHTLY)())))))
+    evaluated = evaluate(run_dir)
+    _trained(run_dir) >> evaluated
+    fitted = fit_champion(evaluated)
+    published = publish(fitted)
+    score_shard.partial(run_dir=fitted).expand(shard=score_shards(fitted)) >> published
+    report(published)
 
 
 def movielens_evaluation_pipeline() -> None:
     """The weekly comparison: every model under both protocols, test figures from a refit on
     train, into model_runs and the run's report; nothing is scored or published."""
-    run_dir = _fetch(EVALUATION)()
-    for name, settings in STAGES_BEFORE_TRAINING:
-        if name != "forward_evaluate":  # judges published lists: the nightly job's
-            run_dir = _stage(name, settings)(run_dir)
-    trained = _train_models(run_dir)
-    evaluated = _stage(*STAGES_BEFORE_SCORING[0])(run_dir)
-    trained >> evaluated
-    _stage(*STAGES_AFTER_SCORING[1])(evaluated)
+    run_dir = split(features(load(validate(_fetch(EVALUATION)()))))  # no forward evaluation: the nightly job's
+    evaluated = evaluate(run_dir)
+    _trained(run_dir) >> evaluated
+    report(evaluated)
 
 
 TAGS = ["movielens", "recommendations", "duckdb"]

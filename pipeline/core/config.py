@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -137,24 +137,9 @@ class RunConfig:
     # a champion worse than the last published one by more than this is not published
     champion_tolerance: float = 0.01
 
-    @property
-    def run_dir(self) -> Path:
-        return run_folder(self.run_id)
-
-    def save(self) -> Path:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        path = self.run_dir / "config.json"
-        path.write_text(json.dumps(asdict(self), indent=2))
-        return path
-
-    @classmethod
-    def load(cls, run_dir: str | Path) -> RunConfig:
-        return cls(**json.loads((Path(run_dir) / "config.json").read_text()))
-
-
-def run_folder(run_id: str) -> Path:
-    """Where a run keeps its files (var/runs/<run id made safe for a path>)."""
-    return var_dir() / "runs" / safe_name(run_id)
+    def logical_date_utc(self) -> datetime:
+        """The run's logical date as the warehouse stores it (published_runs, forward_metrics): naive UTC."""
+        return datetime.fromisoformat(self.logical_date).astimezone(UTC).replace(tzinfo=None)
 
 
 def safe_name(text: str) -> str:

@@ -24,9 +24,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pipeline.core.run_folder import RunFolder
+
 log = logging.getLogger(__name__)
 
-TIMINGS_DIR = "timings"
 F = TypeVar("F", bound=Callable[..., Any])
 _STAGES_IN_PROCESS: set[int] = set()  # pids that already ran a stage (the CLI runs them all in one)
 
@@ -118,7 +119,7 @@ def record(
     peak_mib: float | None = None,
     start_mib: float | None = None,
 ) -> None:
-    folder = Path(run_dir) / TIMINGS_DIR
+    folder = RunFolder(run_dir).timings
     folder.mkdir(parents=True, exist_ok=True)
     entry = {
         "task": task,
@@ -164,7 +165,7 @@ def timed(task_name: Callable[..., str] | None = None) -> Callable[[F], F]:
 
 def collect(run_dir: str | Path) -> list[dict[str, Any]]:
     """Every recorded task of the run, in the order they started."""
-    folder = Path(run_dir) / TIMINGS_DIR
+    folder = RunFolder(run_dir).timings
     entries = [json.loads(p.read_text()) for p in folder.glob("*.json")] if folder.is_dir() else []
     return sorted(entries, key=lambda e: e["started"])
 

@@ -41,7 +41,7 @@ HOW_TO_POINT_AT_LOCAL_FILES = (
 class DownloadError(RuntimeError):
     """The archive could not be fetched or did not verify."""
 
-    rule = "dataset_downloads"  # its dq_alerts rule when it stops a run (pipeline.stages.run.fetch)
+    rule = "dataset_downloads"  # its dq_alerts rule when it stops a run (pipeline.stages.fetch)
 
 
 def sha256_of(path: Path) -> str:

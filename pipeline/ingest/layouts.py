@@ -245,7 +245,7 @@ LAYOUTS = (ML_100K, ML_1M, ML_10M, ML_LATEST)
 class LayoutError(ValueError):
     """The folder holds no recognisable MovieLens layout."""
 
-    rule = "dataset_layout_is_recognised"  # its dq_alerts rule when it stops a run (pipeline.stages.run.fetch)
+    rule = "dataset_layout_is_recognised"  # its dq_alerts rule when it stops a run (pipeline.stages.fetch)
 
 
 def detect_layout(folder: Path) -> Layout:

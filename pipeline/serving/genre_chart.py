@@ -11,7 +11,6 @@ few seconds, and says so in its title.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,15 +20,15 @@ import numpy as np
 import polars as pl
 import torch
 
-from pipeline.core.config import run_folder
+from pipeline.core.run_folder import RunFolder
 from pipeline.core.sqlfiles import sql
-from pipeline.evaluation.protocols import ratings as unit_ratings
 from pipeline.ingest.features import Features
 from pipeline.ingest.layouts import Layout, RatingScale
 from pipeline.models import registry
 from pipeline.models.base import Recommender
 from pipeline.serving import plots
 from pipeline.training import fit
+from pipeline.training.recipe import ratings as unit_ratings
 
 log = logging.getLogger(__name__)
 
@@ -63,18 +62,18 @@ def current_run(serving: Path) -> tuple[str, str]:
     return row[0], row[1]
 
 
-def compare(run_dir: Path, run_id: str, champion: str, user_id: int) -> GenreComparison:
+def compare(folder: RunFolder, run_id: str, champion: str, user_id: int) -> GenreComparison:
     """The per-genre averages for one user, from the run folder's files and models."""
-    if not (run_dir / "features.npz").is_file():
-        raise ChartError(f"the folder of run {run_id} is gone or incomplete ({run_dir}): cannot predict for --plot")
-    feats = Features.load(run_dir / "features.npz")
-    scale = Layout.from_dict(json.loads((run_dir / "manifest.json").read_text())["layout"]).scale
+    if not folder.features.is_file():
+        raise ChartError(f"the folder of run {run_id} is gone or incomplete ({folder}): cannot predict for --plot")
+    feats = Features.load(folder.features)
+    scale = Layout.from_dict(folder.read(folder.manifest)["layout"]).scale
     where = np.flatnonzero(feats.user_ids == user_id)
     if not len(where):
         raise ChartError(f"user {user_id} has no ratings in run {run_id}")
     user_idx = int(where[0])
-    own = pl.scan_parquet(run_dir / "ratings.parquet").filter(pl.col("user_idx") == user_idx).collect()
-    model = _rating_model(run_dir, champion, feats, scale)
+    own = pl.scan_parquet(folder.ratings).filter(pl.col("user_idx") == user_idx).collect()
+    model = _rating_model(folder, champion, feats, scale)
     unseen = np.setdiff1d(np.arange(len(feats.movie_ids)), own["movie_idx"].to_numpy())
     predicted = model.predict(np.full(len(unseen), user_idx), unseen) * scale.max
     in_genre = feats.movie_features > 0
@@ -92,17 +91,16 @@ def compare(run_dir: Path, run_id: str, champion: str, user_id: int) -> GenreCom
     return GenreComparison(user_id, run_id, model.name, champion, genres, actual, mean_pred, counts)
 
 
-def _rating_model(run_dir: Path, champion: str, feats: Features, scale: RatingScale) -> Recommender:
+def _rating_model(folder: RunFolder, champion: str, feats: Features, scale: RatingScale) -> Recommender:
     """The run's rater (it filled predicted_rating), else the champion when it predicts ratings,
     else the stand-in fitted here."""
     device = torch.device("cpu")
-    verdict = run_dir / "champion.json"
-    rater = (json.loads(verdict.read_text()).get("rater") or {}).get("model") if verdict.is_file() else None
+    rater = ((folder.read_if_present(folder.champion) or {}).get("rater") or {}).get("model")
     for name in (rater, champion):
-        saved = run_dir / "models" / str(name) / "model.bin"
+        saved = folder.production_model(str(name))
         if name and registry.model_class(name).spec.rates and saved.is_file():
             return registry.load(name, saved, feats, device)
-    ratings = pl.read_parquet(run_dir / "ratings.parquet", columns=["user_idx", "movie_idx", "rating"])
+    ratings = pl.read_parquet(folder.ratings, columns=["user_idx", "movie_idx", "rating"])
     log.info(
         "%s predicts no ratings: fitting %s on the run's %d ratings for the chart", champion, STAND_IN, len(ratings)
     )
@@ -126,4 +124,4 @@ def write(comparison: GenreComparison, path: Path) -> Path:
 def chart(serving: Path, user_id: int, path: Path) -> Path:
     """The genre chart of the currently published run for one user, written to `path`."""
     run_id, champion = current_run(serving)
-    return write(compare(run_folder(run_id), run_id, champion, user_id), path)
+    return write(compare(RunFolder.of_run(run_id), run_id, champion, user_id), path)

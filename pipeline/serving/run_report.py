@@ -10,7 +10,6 @@ said to be missing, never silently left out.
 from __future__ import annotations
 
 import html
-import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,15 +21,13 @@ import numpy as np
 import polars as pl
 
 from pipeline.core import timings
+from pipeline.core.run_folder import RunFolder
 from pipeline.core.sqlfiles import sql
 from pipeline.evaluation.champion import FULL_RANKING_COLUMNS, NOTEBOOK_COLUMNS, metric_value
 from pipeline.serving import plots
 
 log = logging.getLogger(__name__)
 
-REPORT_DIR = "report"
-PAGE = "index.html"
-PREDICTIONS_FILE = "test_predictions.parquet"
 PREDICTIONS_KEPT = 50_000  # enough for the plots; ml-25m's protocol-A test has 3.75M rows
 
 # the docs' tables, plus what an operator checks first on a run's page
@@ -69,28 +66,26 @@ class RunFacts:
     timings: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _json(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def gather(run_dir: Path, con: duckdb.DuckDBPyConnection | None) -> RunFacts:
-    """The run's facts; `con` (the warehouse) adds alerts and forward history when given."""
-    cfg = _json(run_dir / "config.json") or {}
-    manifest = _json(run_dir / "manifest.json") or {}
+def gather(folder: RunFolder, con: duckdb.DuckDBPyConnection | None) -> RunFacts:
+    """The run's facts, from whatever the run reached; `con` (the warehouse) adds alerts and
+    forward history when given."""
+    read = folder.read_if_present
+    cfg = read(folder.config) or {}
+    manifest = read(folder.manifest) or {}
     models = cfg.get("models", [])
-    results = [r for n in models if (r := _json(run_dir / "models" / n / "metrics.json")) is not None]
-    predictions = {n: pl.read_parquet(p) for n in models if (p := run_dir / "models" / n / PREDICTIONS_FILE).is_file()}
-    ratings_file = run_dir / "ratings.parquet"
+    results = [r for n in models if (r := read(folder.metrics(n))) is not None]
+    predictions = {n: pl.read_parquet(p) for n in models if (p := folder.predictions(n)).is_file()}
+    ratings_file = folder.ratings
     facts = RunFacts(
-        run_id=cfg.get("run_id", run_dir.name),
+        run_id=cfg.get("run_id", folder.path.name),
         logical_date=cfg.get("logical_date", ""),
         dataset=manifest.get("folder", cfg.get("dataset", "")),
-        validation=_json(run_dir / "validation.json"),
+        validation=read(folder.validation),
         results=results,
         predictions=predictions,
-        champion=_json(run_dir / "champion.json"),
+        champion=read(folder.champion),
         job=cfg.get("job", "nightly"),
-        timings=timings.collect(run_dir),
+        timings=timings.collect(folder.path),
     )
     if ratings_file.is_file():
         facts.ratings, facts.rating_counts = _summary(ratings_file)
@@ -108,17 +103,17 @@ def gather(run_dir: Path, con: duckdb.DuckDBPyConnection | None) -> RunFacts:
 
 def build(run_dir: str | Path, con: duckdb.DuckDBPyConnection | None = None) -> Path:
     """Write report/index.html and its PNGs into the run folder; return the page's path."""
-    run_dir = Path(run_dir)
-    out = run_dir / REPORT_DIR
+    folder = RunFolder(run_dir)
+    out = folder.report_dir
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.png"):  # a re-made report shows this run's state only
         old.unlink()
-    facts = gather(run_dir, con)
+    facts = gather(folder, con)
     body = [_header(facts), _contents(facts), _data_section(facts, out), _metrics_section(facts)]
     body += [_model_section(r, facts, out) for r in facts.results]
     body.append(_forward_section(facts, out))
     body.append(_timings_section(facts))
-    page = out / PAGE
+    page = folder.report_page
     page.write_text(_page(f"Run {facts.run_id}", "\n".join(body)))
     return page
 

@@ -1,10 +1,12 @@
-"""Command line: run the whole job, or one stage, without Airflow.
+"""The job without Airflow: every stage in one process, one stage again, or a user's lists.
 
-python -m pipeline.stages.cli run --dataset ../shared/data/ml-100k
-python -m pipeline.stages.cli run --dataset ../shared/data/ml-100k --until evaluate --models ease,biased_mf
-python -m pipeline.stages.cli run --dataset ../shared/data/ml-100k --job evaluation   # the weekly comparison
-python -m pipeline.stages.cli stage validate var/runs/<run>
-python -m pipeline.stages.cli show-user 42 --plot
+`movielens` (installed by make setup), or `python -m pipeline.stages.cli`:
+
+movielens run --dataset ../shared/data/ml-100k
+movielens run --dataset ../shared/data/ml-100k --until evaluate --models ease,biased_mf
+movielens run --dataset ../shared/data/ml-100k --job evaluation   # the weekly comparison
+movielens stage validate var/runs/<run>
+movielens show-user 42 --plot
 """
 
 from __future__ import annotations
@@ -22,13 +24,26 @@ from pipeline.ingest.download import DownloadError
 from pipeline.ingest.layouts import LayoutError
 from pipeline.ingest.validate import DataQualityError
 from pipeline.models.registry import NAMES, UnknownModelError
-from pipeline.stages import run
 
-log = logging.getLogger("pipeline.stages.cli")
+log = logging.getLogger(__name__)
+# the stages `--until` and `stage` name (pipeline.stages.job.NIGHTLY_STAGES; a test holds them equal)
+STAGE_NAMES = (
+    "fetch",
+    "validate",
+    "load",
+    "forward_evaluate",
+    "features",
+    "split",
+    "train",
+    "evaluate",
+    "score",
+    "publish",
+    "report",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pipeline", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="movielens", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="run every stage in this process")
     p_run.add_argument(
@@ -66,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_run.add_argument(
         "--until",
-        choices=[s.__name__ for s in run.STAGES],
+        choices=STAGE_NAMES,
         default=None,
         help="stop after this stage (evaluate: compare the models, publish nothing)",
     )
@@ -84,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         "(default path: var/plots/user-<id>-genres.png)",
     )
     p_stage = sub.add_parser("stage", help="re-run one stage of an existing run folder")
-    p_stage.add_argument("name", choices=[s.__name__ for s in run.STAGES])
+    p_stage.add_argument("name", choices=STAGE_NAMES)
     p_stage.add_argument("run_dir")
     args = parser.parse_args(argv)
     logs.setup()
@@ -92,16 +107,20 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MOVIELENS_TRAINING_SLOTS", "1")
     if args.command == "show-user":
         return _show_user(args)
+    # here, not at the top: every stage's imports (torch among them) would slow show-user down
+    from pipeline.stages import job
+    from pipeline.stages.prepare import prepare
+
     try:
         if args.command == "stage":
-            getattr(run, args.name)(args.run_dir)
+            job.BY_NAME[args.name](args.run_dir)
             return 0
         when = datetime.fromisoformat(args.logical_date) if args.logical_date else datetime.now(UTC)
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         run_id = args.run_id or f"cli__{when.strftime('%Y%m%dT%H%M%S')}"
         models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
-        run_dir = run.prepare(
+        run_dir = prepare(
             run_id,
             when,
             args.dataset,
@@ -115,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             users_per_shard=args.users_per_shard,
             job=args.job,
         )
-        run.run_all(run_dir, until=args.until)
+        job.run_all(run_dir, until=args.until)
         return 0
     except (DataQualityError, DownloadError, LayoutError, ChampionGateError, UnknownModelError) as exc:
         log.error("%s", exc)

@@ -33,7 +33,6 @@ tests/crash/test_crash_consistency.py runs a short version in CI.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shutil
@@ -41,14 +40,26 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 
-from pipeline.core.config import RunConfig
-from pipeline.stages import run
+from pipeline.core.run_folder import RunFolder
+from pipeline.stages.evaluate import evaluate as evaluate_stage
+from pipeline.stages.features import features as features_stage
+from pipeline.stages.fetch import fetch as fetch_stage
+from pipeline.stages.fit_champion import fit_champion
+from pipeline.stages.forward_evaluate import forward_evaluate
+from pipeline.stages.job import run_all
+from pipeline.stages.load import load as load_stage
+from pipeline.stages.prepare import prepare
+from pipeline.stages.publish import publish as publish_stage
+from pipeline.stages.score_shard import score_shard, score_shards
+from pipeline.stages.split import split as split_stage
+from pipeline.stages.train_model import train
+from pipeline.stages.validate import validate as validate_stage
 from tests.support.synthetic import BASE_TS, make, write_ml1m
 
 REPO = Path(__file__).resolve().parents[2]
@@ -110,9 +121,10 @@ def _table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 def _point_config(run_dir: Path, root: Path) -> None:
     """Point a copied run folder's config at the copy's warehouse and serving file."""
-    cfg = RunConfig.load(run_dir)
+    run = RunFolder(run_dir)
+    cfg = run.load_config()
     cfg.warehouse, cfg.serving = str(root / "wh.duckdb"), str(root / "wh.serving.duckdb")
-    (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    run.save_config(cfg)
 
 
 def _env(root: Path, crash_at: str | None = None) -> dict[str, str]:
@@ -143,13 +155,13 @@ def _step(step: str, run_dir: str) -> None:
     mark = Path(run_dir).parents[2] / "writes-begin"
     if step == "load":
         mark.write_text(str(time.monotonic()))
-        run.load(run_dir)
-        run.forward_evaluate(run_dir)
+        load_stage(run_dir)
+        forward_evaluate(run_dir)
     else:
-        for shard in run.score_shards(run_dir):
-            run.score_shard(run_dir, shard)
+        for shard in score_shards(run_dir):
+            score_shard(run_dir, shard)
         mark.write_text(str(time.monotonic()))
-        run.publish(run_dir)
+        publish_stage(run_dir)
 
 
 def build_template(root: Path) -> Template:
@@ -158,14 +170,14 @@ def build_template(root: Path) -> Template:
     data = write_ml1m(root / "data", make(n_users=120, n_movies=80, per_user=20, clusters=4))
     wh, srv = root / "wh.duckdb", root / "wh.serving.duckdb"
     common = {"warehouse_path": wh, "serving": srv, "top_n_items": 10, "users_per_shard": 40, "max_epochs": 1}
-    run.run_all(run.prepare(RUN_A, D1, str(data), models=["most_popular"], **common))
+    run_all(prepare(RUN_A, D1, str(data), models=["most_popular"], **common))
     for name in ("wh.duckdb", "wh.serving.duckdb"):
         shutil.copy(root / name, root / f"A.{name}")
-    run_b = run.prepare(RUN_B, D2, str(data), models=["ease"], **common)
-    for stage in (run.fetch, run.validate, run.load, run.forward_evaluate, run.features, run.split, run.train):
+    run_b = prepare(RUN_B, D2, str(data), models=["ease"], **common)
+    for stage in (fetch_stage, validate_stage, load_stage, forward_evaluate, features_stage, split_stage, train):
         stage(run_b)
-    run.evaluate(run_b)
-    run.fit_champion(run_b)
+    evaluate_stage(run_b)
+    fit_champion(run_b)
     shutil.copy(wh, root / "B-loaded.wh.duckdb")
     with duckdb.connect(str(root / "A.wh.duckdb"), read_only=True) as con:
         hashes, tables = {RUN_A: _recs_state(con)}, {"A": _table_counts(con)}
@@ -200,7 +212,7 @@ def _trial_folder(template: Template, step: str, folder: Path) -> Path:
     shutil.copy(root / "A.wh.serving.duckdb", folder / "wh.serving.duckdb")
     run_dir = folder / "var" / "runs" / RUN_B
     shutil.copytree(root / "var" / "runs" / RUN_B, run_dir)
-    shutil.rmtree(run_dir / run.SCORES_DIR, ignore_errors=True)
+    shutil.rmtree(RunFolder(run_dir).scores, ignore_errors=True)
     _point_config(run_dir, folder)
     return folder
 
@@ -223,8 +235,8 @@ def _check_after_kill(template: Template, folder: Path, step: str, tally: Tally,
     with duckdb.connect(str(folder / "wh.serving.duckdb"), read_only=True) as con:
         served = _recs_state(con)
     tally.check(served in template.hashes.values(), f"{label}: serving file's current run is a mix: {served}")
-    shards = folder / "var" / "runs" / RUN_B / run.SCORES_DIR
-    for path in shards.glob("shard-*.parquet") if shards.exists() else ():
+    shards = RunFolder(folder / "var" / "runs" / RUN_B)
+    for path in shards.scores.glob(shards.shard_glob.name) if shards.scores.exists() else ():
         try:
             duckdb.sql(f"SELECT count(*) FROM read_parquet('{path}')").fetchall()
             tally.check(True, "")
@@ -264,16 +276,16 @@ def _check_same_date_again(folder: Path, tally: Tally, label: str) -> None:
     """The same logical date published again under another run id replaces B: one run for the date."""
     from pipeline.serving.publish import publish
 
-    run_dir = folder / "var" / "runs" / RUN_B
-    cfg = RunConfig.load(run_dir)
+    run = RunFolder(folder / "var" / "runs" / RUN_B)
+    cfg = run.load_config()
     with duckdb.connect(str(folder / "wh.duckdb")) as con:
         n_b = con.execute("SELECT count(*) FROM recommendations WHERE run_id = ?", [RUN_B]).fetchall()[0][0]
         publish(
             con,
             RUN_B2,
-            run_dir / run.SCORES_DIR / "shard-*.parquet",
+            run.shard_glob,
             "ease",
-            json.loads((run_dir / "manifest.json").read_text())["folder"],
+            run.read(run.manifest)["folder"],
             cfg.top_n,
             logical_date=D2.replace(tzinfo=None),
         )

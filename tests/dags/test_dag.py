@@ -11,6 +11,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from pipeline.core.run_folder import RunFolder
 from tests.conftest import REPO, shared_dataset
 from tests.support.synthetic import make, write_ml1m
 
@@ -37,7 +38,7 @@ def test_dag_file_imports_nothing_heavy_at_parse_time() -> None:
         if isinstance(n, ast.Import | ast.ImportFrom)
         for a in n.names
     }
-    assert imported <= {"__future__", "collections", "json", "os", "re", "dataclasses", "pathlib"}
+    assert imported <= {"__future__", "collections", "datetime", "os", "re", "dataclasses", "pathlib"}
 
 
 def test_dag_loads_with_the_expected_chain_and_settings() -> None:
@@ -212,26 +213,26 @@ def test_airflow_dags_test_on_ml100k_publishes_n_unseen_recommendations_for_ever
     ).fetchall()[0]
     assert nulls == 0 and generic < 0.01 * 943 * 20
     assert con.execute("SELECT count(*) FROM dq_results WHERE success").fetchall()[0][0] > 30
-    run_dir = next((tmp_path / "var" / "runs").iterdir())
+    run = RunFolder(next((tmp_path / "var" / "runs").iterdir()))
     # nothing trained only to be thrown away: production fits of the champion and the rater alone
-    fitted = {p.parent.name for p in (run_dir / "models").glob("*/model.bin")}
+    fitted = {m for m in models if run.production_model(m).exists()}
     assert fitted == {champion, rater[0][0]}
     # sasrec's production fit continues its tuned weights (warm_epochs); the others refit from scratch
-    starts = {m: json.loads((run_dir / "models" / m / "production.json").read_text())["start"] for m in fitted}
+    starts = {m: run.read(run.production_fit(m))["start"] for m in fitted}
     assert starts == {m: "tuned weights" if m == "sasrec" else "scratch" for m in fitted}
     # every task's seconds: last in the log, in report.json and on the HTML page
     output = done.stdout + done.stderr
-    tasks = [t["task"] for t in json.loads((run_dir / "report.json").read_text())["timings"]["tasks"]]
+    tasks = [t["task"] for t in run.read(run.report_summary)["timings"]["tasks"]]
     expected = ["fetch", "validate", "load", "forward_evaluate", "features", "split"]
     expected += [f"train_model[{m}]" for m in models] + ["evaluate", "fit_champion"]
     expected += [f"score_shard[{i}]" for i in range(3)] + ["publish", "report"]
     assert sorted(tasks) == sorted(expected)
     table = output[output.rindex("seconds per task") :]
     assert all(t in table for t in expected) and "wall" in table
-    assert 'id="timings"' in (run_dir / "report" / "index.html").read_text()
-    assert sorted(p.name for p in (run_dir / "scores").iterdir()) == [f"shard-0000{i}.parquet" for i in range(3)]
+    assert 'id="timings"' in run.report_page.read_text()
+    assert sorted(run.scores.iterdir()) == [run.shard(i) for i in range(3)]
     # the report task wrote the run's page, logged its path and recorded it for every model row
-    page = run_dir / "report" / "index.html"
+    page = run.report_page
     assert con.execute("SELECT DISTINCT report_path FROM model_runs").fetchall() == [(str(page),)]
     assert page.is_file() and f"report: {page}" in done.stdout + done.stderr
     # consumers read the serving file, which holds the same current run
@@ -260,7 +261,8 @@ def test_airflow_evaluation_dag_compares_both_protocols_with_refits_and_publishe
     refit = json.loads(next(x for m, p, *_, x in rows if m == "biased_mf" and p == "full_ranking"))["refit"]
     assert refit["epochs"] >= 1  # the test figures' model was refit on train for the epochs validation chose
     assert not (tmp_path / "wh.serving.duckdb").exists()
-    run_dir = next((tmp_path / "var" / "runs").iterdir())
-    assert not (run_dir / "scores").exists() and not list((run_dir / "models").glob("*/model.bin"))
-    page = (run_dir / "report" / "index.html").read_text()
+    run = RunFolder(next((tmp_path / "var" / "runs").iterdir()))
+    models = run.load_config().models
+    assert not run.scores.exists() and not any(run.production_model(m).exists() for m in models)
+    page = run.report_page.read_text()
     assert "an evaluation run publishes nothing" in page and "refit on train" in page

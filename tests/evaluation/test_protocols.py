@@ -6,22 +6,12 @@ import polars as pl
 import pytest
 import torch
 
-from pipeline.evaluation.protocols import (
-    FROM_SCRATCH,
-    TEST_FROM_REFIT,
-    TEST_FROM_TUNED,
-    WARM_START,
-    full_ranking_protocol,
-    production_fit,
-    ratings,
-    read_for_models,
-    svd_notebook_holdout,
-    warm_start_from,
-)
+from pipeline.evaluation.protocols import TEST_FROM_REFIT, TEST_FROM_TUNED, full_ranking_protocol, svd_notebook_holdout
 from pipeline.evaluation.split import TEST, TRAIN, VAL, holdout_time_split
 from pipeline.ingest.layouts import WHOLE_STARS
 from pipeline.models import registry
 from pipeline.training import fit
+from pipeline.training.recipe import FROM_SCRATCH, WARM_START, production_fit, ratings, read_for_models, warm_start_from
 from tests.conftest import shared_ratings
 from tests.support.model_data import FAST, features, planted_split
 

@@ -12,7 +12,11 @@ import pytest
 
 from pipeline.ingest.layouts import LayoutError
 from pipeline.ingest.validate import KIND_ORDER, DataQualityError, load_suite
-from pipeline.stages import cli, run
+from pipeline.stages import cli
+from pipeline.stages.fetch import fetch as fetch_stage
+from pipeline.stages.load import load as load_stage
+from pipeline.stages.prepare import prepare
+from pipeline.stages.validate import validate as validate_stage
 from tests.support.corpus import CORPUS, Corruption
 from tests.support.synthetic import make, write_ml1m, write_ml100k, write_ml_latest, write_spec_dataset
 
@@ -45,8 +49,8 @@ def _snapshot(wh: Path, out: Path) -> bytes:
 
 
 def _stages(dataset: Path, wh: Path, run_id: str) -> None:
-    run_dir = run.prepare(run_id, LOGICAL_DATE, str(dataset), wh, top_n_items=5, max_epochs=1)
-    for stage in (run.fetch, run.validate, run.load):
+    run_dir = prepare(run_id, LOGICAL_DATE, str(dataset), wh, top_n_items=5, max_epochs=1)
+    for stage in (fetch_stage, validate_stage, load_stage):
         stage(run_dir)
 
 

@@ -37,7 +37,11 @@ from hypothesis import strategies as st
 
 from pipeline.ingest.layouts import LayoutError
 from pipeline.ingest.validate import DataQualityError
-from pipeline.stages import cli, run
+from pipeline.stages import cli
+from pipeline.stages.fetch import fetch as fetch_stage
+from pipeline.stages.load import load as load_stage
+from pipeline.stages.prepare import prepare
+from pipeline.stages.validate import validate as validate_stage
 from tests.support.synthetic import make, write_ml1m, write_ml100k, write_ml_latest, write_spec_dataset
 
 LOGICAL_DATE = datetime(2003, 1, 1, tzinfo=UTC)
@@ -191,8 +195,8 @@ def test_a_damaged_file_passes_warns_or_stops_with_a_critical_alert_and_never_cr
     faulthandler.dump_traceback_later(2 * PER_EXAMPLE_S, exit=True)  # ...and one in C kills the process
     stopped: Exception | None = None
     try:
-        run_dir = run.prepare(run_id, LOGICAL_DATE, str(dataset), wh, top_n_items=5, max_epochs=1)
-        for stage in (run.fetch, run.validate, run.load):
+        run_dir = prepare(run_id, LOGICAL_DATE, str(dataset), wh, top_n_items=5, max_epochs=1)
+        for stage in (fetch_stage, validate_stage, load_stage):
             stage(run_dir)
     except (DataQualityError, LayoutError) as exc:
         stopped = exc

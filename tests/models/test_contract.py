@@ -14,12 +14,12 @@ import polars as pl
 import pytest
 
 from pipeline.core.metrics import full_ranking_metrics
-from pipeline.evaluation.protocols import ratings
 from pipeline.evaluation.split import TEST, TRAIN, VAL
 from pipeline.ingest.layouts import WHOLE_STARS
 from pipeline.models import registry
 from pipeline.models.base import Recommender, interactions
 from pipeline.serving.recommend import top_n
+from pipeline.training.recipe import ratings
 from tests.support.model_data import CPU, FAST, N_MOVIES, N_USERS, features, fitted, planted_split
 
 MODELS = sorted(registry.MODELS)

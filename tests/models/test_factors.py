@@ -7,11 +7,11 @@ import polars as pl
 import pytest
 import torch
 
-from pipeline.evaluation.protocols import ratings
 from pipeline.evaluation.split import TRAIN
 from pipeline.ingest.layouts import WHOLE_STARS
 from pipeline.models import neural
 from pipeline.models.factors import BiasedMF, TruncatedSVDRatings
+from pipeline.training.recipe import ratings
 from tests.support.model_data import FAST, fitted, planted_split
 
 

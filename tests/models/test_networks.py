@@ -6,11 +6,11 @@ import polars as pl
 import pytest
 import torch
 
-from pipeline.evaluation.protocols import ratings
 from pipeline.evaluation.split import TRAIN
 from pipeline.ingest.layouts import WHOLE_STARS
 from pipeline.models.base import Ratings
 from pipeline.models.networks import PairMLP
+from pipeline.training.recipe import ratings
 from tests.support.model_data import N_MOVIES, features, fitted, planted_split
 
 

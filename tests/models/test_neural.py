@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from pipeline.core.config import TrainParams
-from pipeline.evaluation.protocols import ratings
 from pipeline.evaluation.split import TRAIN, VAL, notebook_split
 from pipeline.ingest.layouts import WHOLE_STARS
 from pipeline.models import registry
 from pipeline.models.base import Ratings
 from pipeline.models.networks import PairMLP
 from pipeline.models.neural import Dropout, predict_pairs
+from pipeline.training.recipe import ratings
 from tests.support.model_data import FAST, fitted, planted_split, train_rating_network
 from tests.support.synthetic import make
 

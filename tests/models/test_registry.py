@@ -13,10 +13,10 @@ import polars as pl
 import pytest
 
 from pipeline.core.config import NIGHTLY_MODELS
-from pipeline.evaluation.protocols import ratings
 from pipeline.evaluation.split import TRAIN, VAL
 from pipeline.ingest.layouts import WHOLE_STARS
 from pipeline.models import registry
+from pipeline.training.recipe import ratings
 from tests.conftest import REPO
 from tests.support.model_data import FAST, features, fitted, planted_split
 

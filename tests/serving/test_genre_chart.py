@@ -1,13 +1,12 @@
 """show-user --plot: the genre chart from a real published run's folder and models."""
 
-import json
 import shutil
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from pipeline.core.config import var_dir
+from pipeline.core.run_folder import RunFolder
 from pipeline.serving import genre_chart, serving_file
 from pipeline.stages import cli
 from tests.support.pngs import assert_png
@@ -47,7 +46,7 @@ def test_actual_side_is_the_users_mean_rating_per_genre_and_predictions_are_the_
     wh, served = run
     run_id, champion = genre_chart.current_run(served)
     assert (run_id, champion) == ("r1", "biased_mf")
-    chart = genre_chart.compare(var_dir() / "runs" / run_id, run_id, champion, USER)
+    chart = genre_chart.compare(RunFolder.of_run(run_id), run_id, champion, USER)
     assert chart.model == "biased_mf"  # it predicts ratings: its own production fit is used
     expected = _genre_means(wh, USER)
     got = {g: a for g, a in zip(chart.genres, chart.actual, strict=True) if a is not None}
@@ -57,16 +56,15 @@ def test_actual_side_is_the_users_mean_rating_per_genre_and_predictions_are_the_
 
 
 def test_a_ranking_only_champion_shows_the_runs_rater_which_filled_predicted_rating(run) -> None:
-    chart = genre_chart.compare(var_dir() / "runs" / "r1", "r1", "most_popular", USER)
+    chart = genre_chart.compare(RunFolder.of_run("r1"), "r1", "most_popular", USER)
     assert chart.model == "biased_mf" and chart.champion == "most_popular"  # r1's rater
     assert any(p is not None for p in chart.predicted)
 
 
 def test_a_run_without_a_rater_is_stood_in_for_by_svd_fitted_on_the_runs_ratings(run, tmp_path: Path) -> None:
-    folder = tmp_path / "r1"
-    shutil.copytree(var_dir() / "runs" / "r1", folder)
-    verdict = json.loads((folder / "champion.json").read_text()) | {"rater": None}
-    (folder / "champion.json").write_text(json.dumps(verdict))
+    folder = RunFolder(tmp_path / "r1")
+    shutil.copytree(RunFolder.of_run("r1").path, folder.path)
+    folder.write(folder.champion, folder.read(folder.champion) | {"rater": None})
     chart = genre_chart.compare(folder, "r1", "most_popular", USER)
     assert chart.model == "svd" and chart.champion == "most_popular"
     assert any(p is not None for p in chart.predicted)

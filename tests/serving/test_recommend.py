@@ -7,7 +7,6 @@ import polars as pl
 import pytest
 import torch
 
-from pipeline.evaluation.protocols import ratings as to_ratings
 from pipeline.ingest.features import Features
 from pipeline.ingest.layouts import WHOLE_STARS
 from pipeline.models.base import Recommender
@@ -22,6 +21,7 @@ from pipeline.serving.recommend import (
     top_n,
 )
 from pipeline.training import fit
+from pipeline.training.recipe import ratings as to_ratings
 from tests.support.model_data import fitted
 from tests.support.synthetic import make
 

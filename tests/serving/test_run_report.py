@@ -7,6 +7,7 @@ import duckdb
 import pytest
 
 from pipeline.core.config import var_dir
+from pipeline.core.run_folder import RunFolder
 from pipeline.stages.cli import main
 from tests.support.pngs import assert_png
 from tests.support.synthetic import make, write_ml1m
@@ -33,7 +34,7 @@ def test_each_run_writes_a_report_whose_every_plot_is_a_png_beside_it(dataset: P
     # synthetic ratings run from 2001-09-09 for about four months: the second run has forward history
     assert _run(dataset, wh, "october", "2001-10-15") == 0
     assert _run(dataset, wh, "december", "2001-12-31") == 0
-    page = var_dir() / "runs" / "december" / "report" / "index.html"
+    page = RunFolder.of_run("december").report_page
     with duckdb.connect(str(wh), read_only=True) as con:
         paths = con.execute("SELECT DISTINCT report_path FROM model_runs WHERE run_id = 'december'").fetchall()
     assert paths == [(str(page),)]
@@ -52,7 +53,7 @@ def test_each_run_writes_a_report_whose_every_plot_is_a_png_beside_it(dataset: P
     rated = re.search(r"lists ranked by (\w+); predicted ratings from (\w+) \(the lowest validation RMSE", text)
     assert rated is not None and rated.group(1) == champion.group(1) and rated.group(2) in ("biased_mf", "svd")
     assert "No forward metrics yet" not in text
-    first = (var_dir() / "runs" / "october" / "report" / "index.html").read_text()
+    first = (RunFolder.of_run("october").report_page).read_text()
     assert "No forward metrics yet" in first and "forward.png" not in first
 
 
@@ -61,7 +62,7 @@ def test_report_of_a_run_stopped_by_bad_data_shows_the_alert_and_says_what_is_mi
     with open(dataset / "movies.dat", "a", encoding="latin-1") as fh:
         fh.write("1::Another Film (1999)::Drama\n")  # movie id 1 twice: critical
     assert _run(dataset, wh, "bad", "2001-12-31") == 2  # validate writes the page before it fails the run
-    page = var_dir() / "runs" / "bad" / "report" / "index.html"
+    page = RunFolder.of_run("bad").report_page
     text = page.read_text()
     assert "FAILED" in text and "critical" in text and "movie_id" in text
     assert "No model was trained in this run." in text

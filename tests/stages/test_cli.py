@@ -128,3 +128,12 @@ def test_a_later_run_scores_the_earlier_published_lists_on_the_ratings_made_in_b
     assert (run_id, evaluated) == ("december", "october")
     assert (start.isoformat(), end.isoformat()) == ("2001-10-15T00:00:00", "2001-12-31T00:00:00")
     assert active == in_window > 0 and 0 <= hit_rate <= 1
+
+
+def test_the_stage_names_the_cli_offers_are_the_nightly_jobs_stages_in_order() -> None:
+    from pipeline.stages import cli, job
+
+    assert cli.STAGE_NAMES == tuple(stage.__name__ for stage in job.NIGHTLY_STAGES) == tuple(job.BY_NAME)
+    assert [s.__name__ for s in job.EVALUATION_STAGES] == [
+        n for n in cli.STAGE_NAMES if n not in ("forward_evaluate", "score", "publish")
+    ]

@@ -11,13 +11,14 @@ from pipeline.core import warehouse
 from pipeline.ingest import dq_tables
 from pipeline.ingest.layouts import LayoutError
 from pipeline.ingest.spec import SpecError
-from pipeline.stages import run
+from pipeline.stages.fetch import fetch as fetch_stage
+from pipeline.stages.prepare import prepare
 from tests.support.synthetic import make, write_ml1m
 
 
 def _fetch(dataset: Path, wh: Path, run_id: str = "r1") -> None:
-    run_dir = run.prepare(run_id, datetime(2026, 1, 1, tzinfo=UTC), str(dataset), wh, models=["most_popular"])
-    run.fetch(run_dir)
+    run_dir = prepare(run_id, datetime(2026, 1, 1, tzinfo=UTC), str(dataset), wh, models=["most_popular"])
+    fetch_stage(run_dir)
 
 
 def _fetch_alerts(wh: Path) -> list[tuple]:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from pipeline.stages import run
+from pipeline.core.run_folder import RunFolder
 from pipeline.stages.cli import main
+from pipeline.stages.publish import publish as publish_stage
+from pipeline.stages.score_shard import score
 from tests.support.synthetic import make, write_ml1m
 
 N_USERS, N = 30, 10
@@ -25,23 +26,22 @@ def evaluated(tmp_path: Path) -> Path:
     return next((tmp_path / "var" / "runs").iterdir())
 
 
-def _set(run_dir: Path, name: str, **values) -> None:
-    path = run_dir / name
-    path.write_text(json.dumps(json.loads(path.read_text()) | values))
+def _set(path: Path, **values) -> None:
+    RunFolder.write(path, RunFolder.read(path) | values)
 
 
 def test_an_mlp_champion_on_a_large_catalogue_is_scored_two_stage_in_shards_and_published_whole(evaluated):
     # the precondition under test: an MLP champion, a catalogue above the two-stage threshold, 5 shards
-    _set(evaluated, "champion.json", model="neumf_features")
-    _set(evaluated, "config.json", two_stage_from=10, candidates=15, users_per_shard=7)
-    run.score(str(evaluated))
-    plan = json.loads((evaluated / "scoring.json").read_text())
-    rater = json.loads((evaluated / "champion.json").read_text())["rater"]["model"]  # the lower validation RMSE
+    run = RunFolder(evaluated)
+    _set(run.champion, model="neumf_features")
+    _set(run.config, two_stage_from=10, candidates=15, users_per_shard=7)
+    score(str(evaluated))
+    plan = run.read(run.scoring)
+    rater = run.read(run.champion)["rater"]["model"]  # the lower validation RMSE
     assert plan == {"model": "neumf_features", "retriever": "biased_mf", "candidates": 15, "rater": rater}
-    assert sorted(p.name for p in (evaluated / "scores").iterdir()) == [f"shard-0000{i}.parquet" for i in range(5)]
-    run.publish(str(evaluated))
-    cfg = json.loads((evaluated / "config.json").read_text())
-    with duckdb.connect(cfg["warehouse"], read_only=True) as con:
+    assert sorted(run.scores.iterdir()) == [run.shard(i) for i in range(5)]
+    publish_stage(str(evaluated))
+    with duckdb.connect(run.load_config().warehouse, read_only=True) as con:
         per_user = con.execute(
             "SELECT count(*), min(n), max(n) FROM (SELECT count(*) n FROM current_recommendations GROUP BY user_id)"
         ).fetchall()
@@ -55,22 +55,21 @@ def test_an_mlp_champion_on_a_large_catalogue_is_scored_two_stage_in_shards_and_
 
 
 def test_publishing_refuses_a_run_with_a_missing_shard(evaluated):
-    _set(evaluated, "config.json", users_per_shard=7)
-    run.score(str(evaluated))
-    (evaluated / "scores" / "shard-00002.parquet").unlink()
-    with pytest.raises(RuntimeError, match=r"shards missing \['shard-00002.parquet'\]"):
-        run.publish(str(evaluated))
-    cfg = json.loads((evaluated / "config.json").read_text())
-    with duckdb.connect(cfg["warehouse"], read_only=True) as con:
+    run = RunFolder(evaluated)
+    _set(run.config, users_per_shard=7)
+    score(str(evaluated))
+    run.shard(2).unlink()
+    with pytest.raises(RuntimeError, match=rf"shards missing \['{run.shard(2).name}'\]"):
+        publish_stage(str(evaluated))
+    with duckdb.connect(run.load_config().warehouse, read_only=True) as con:
         assert con.execute("SELECT count(*) FROM published_runs").fetchall() == [(0,)]
 
 
 def test_the_rater_tie_reads_fit_seconds_that_a_real_runs_metrics_carry(evaluated):
     from pipeline.evaluation.champion import choose_rater, metric_value
 
-    results = [
-        json.loads((evaluated / "models" / m / "metrics.json").read_text()) for m in ("neumf_features", "biased_mf")
-    ]
+    run = RunFolder(evaluated)
+    results = [run.read(run.metrics(m)) for m in ("neumf_features", "biased_mf")]
     assert all(metric_value(r, "full_ranking.fit.seconds") > 0 for r in results)  # what a tie is broken on
-    chosen = json.loads((evaluated / "champion.json").read_text())["rater"]
+    chosen = run.read(run.champion)["rater"]
     assert choose_rater(results) == (chosen["model"], chosen["val_rmse"])
