@@ -99,8 +99,8 @@ docker-config: ## validate docker/compose.yaml (docker compose, or Debian's dock
 test: setup ## run the test suite
 	$(BIN)/pytest -q
 
-lint: $(VENV)/.installed ## ruff
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+lint: $(VENV)/.installed ## ruff, and the import layers (no cycle, no import from a lower layer up)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(PY) -m tools.import_layers
 
 clean: ## remove run artefacts and Airflow state (keeps the venv and the warehouse)
 	rm -rf var .airflow

@@ -25,7 +25,8 @@ import sys
 import time
 from datetime import date, datetime
 
-from ops.local_airflow import AirflowStartError, airflow_executable, environment, running
+from ops.airflow_command import airflow_executable
+from ops.local_airflow import AirflowStartError, environment, running
 
 NIGHTLY = "movielens_nightly"
 EVERY = ("day", "week", "month")

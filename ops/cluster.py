@@ -33,7 +33,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ops.local_airflow import AirflowStartError, airflow_executable, catch_ctrl_c, healthy, interrupt, stop, tail
+from ops.airflow_command import airflow_executable
+from ops.local_airflow import AirflowStartError, catch_ctrl_c, healthy, interrupt, stop, tail
 from ops.pools import ensure_pools
 from pipeline.core.config import PROJECT_ROOT, var_dir
 

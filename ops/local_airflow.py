@@ -18,7 +18,6 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ops.airflow_command import airflow_executable
 from ops.pools import ensure_pools
 
 STARTUP_TIMEOUT_S = 240
@@ -60,13 +60,6 @@ def airflow_home() -> Path:
     if not home:  # importing or running airflow without it would create ~/airflow
         raise AirflowStartError("AIRFLOW_HOME is not set; run this through make (make airflow / make backfill)")
     return Path(home)
-
-
-def airflow_executable() -> str:
-    """This environment's `airflow` (beside the running Python), whatever PATH says; PATH's where
-    there is none beside it (the official image installs it under the user's ~/.local/bin)."""
-    beside = Path(sys.executable).parent / "airflow"
-    return str(beside) if beside.exists() else shutil.which("airflow") or str(beside)
 
 
 def environment(port: int, parallelism: int) -> dict[str, str]:

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 
+from ops.airflow_command import airflow_executable
 from pipeline.core.config import TRAINING_POOL, WAREHOUSE_POOL, threads_per_task, training_slots
 
 
@@ -43,8 +44,6 @@ def ensure_pools(airflow: str, env: dict[str, str] | None = None) -> int:
 
 
 def main() -> None:
-    from ops.local_airflow import airflow_executable
-
     slots = ensure_pools(airflow_executable())
     print(f"pool {TRAINING_POOL}: {slots} slot(s), {threads_per_task()} thread(s) per task", file=sys.stderr)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ops.local_airflow import airflow_executable
+from ops.airflow_command import airflow_executable
 from tests.conftest import REPO
 from tests.support.ports import free_port, is_free
 from tests.support.procs import processes_with_env
