@@ -112,6 +112,42 @@ class FitResult:
     loss: str = ""  # what was minimised, in words (the task's `loss_name`)
 
 
+@dataclass
+class RatingMeans:
+    """What a rating model falls back to for a user or a movie its fit never saw: a mean of the
+    training ratings ([0, 1] scale, so stars on the dataset's own scale), never a guess from an
+    untrained row. NaN marks a user or movie without training ratings."""
+
+    overall: float
+    user: np.ndarray  # [n_users]
+    movie: np.ndarray  # [n_movies]
+
+    @classmethod
+    def of(cls, train: Ratings, n_users: int, n_movies: int) -> RatingMeans:
+        values = np.asarray(train.values, np.float64)
+
+        def per(index: np.ndarray, n: int) -> np.ndarray:
+            counts = np.bincount(index, minlength=n)
+            sums = np.bincount(index, weights=values, minlength=n)
+            return np.divide(sums, counts, out=np.full(n, np.nan), where=counts > 0).astype(np.float32)
+
+        overall = float(values.mean()) if len(values) else 0.5
+        return cls(overall, per(np.asarray(train.users), n_users), per(np.asarray(train.movies), n_movies))
+
+    def fill(self, users: np.ndarray, movies: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+        """`predicted`, with each pair whose user or movie is unseen replaced by the nearest mean:
+        the movie's for an unseen user, the user's for an unseen movie, the overall one for both."""
+        user_mean, movie_mean = self.user[users], self.movie[movies]
+        unseen_user, unseen_movie = np.isnan(user_mean), np.isnan(movie_mean)
+        if not (unseen_user.any() or unseen_movie.any()):
+            return predicted
+        out = np.array(predicted, dtype=np.float32)
+        out[unseen_user & ~unseen_movie] = movie_mean[unseen_user & ~unseen_movie]
+        out[~unseen_user & unseen_movie] = user_mean[~unseen_user & unseen_movie]
+        out[unseen_user & unseen_movie] = self.overall
+        return out
+
+
 class Task(Protocol):
     """What a torch model learns from, as the trainer's epoch loop sees it."""
 
@@ -161,6 +197,7 @@ class Recommender(ABC):
     def __init__(self, params: Mapping[str, Any], feats: Features, device: torch.device) -> None:
         self.params, self.feats, self.device = dict(params), feats, device
         self.n_users, self.n_movies = len(feats.user_ids), len(feats.movie_ids)
+        self.means: RatingMeans | None = None  # a rating model's fallbacks, set by fit
         self._unit_vectors: torch.Tensor | None = None
 
     @property
@@ -186,9 +223,16 @@ class Recommender(ABC):
         return None
 
     # -- fitting ----------------------------------------------------------------
-    @abstractmethod
     def fit(self, train: Ratings, val: Ratings | None = None, plan: FitPlan | None = None) -> FitResult:
-        """Learn from `train` (and `val`, where the model stops early on it)."""
+        """Learn from `train` (and `val`, where the model stops early on it); a rating model also
+        keeps the training means it falls back to for users and movies `train` does not hold."""
+        if self.spec.rates:
+            self.means = RatingMeans.of(train, self.n_users, self.n_movies)
+        return self._fit(train, val, plan or FitPlan())
+
+    @abstractmethod
+    def _fit(self, train: Ratings, val: Ratings | None, plan: FitPlan) -> FitResult:
+        """The family's own fitting."""
 
     def rank_from(self, history: Ratings) -> None:
         """Rank from `history` from now on, weights unchanged. Only models whose spec says
@@ -211,8 +255,17 @@ class Recommender(ABC):
         return self.score_tensor(users).gather(1, movies)
 
     def predict(self, users: np.ndarray, movies: np.ndarray) -> np.ndarray:
-        """The rating on the [0, 1] scale for each (user, movie) pair; only for a spec that rates."""
-        raise NotImplementedError(f"{self.name} does not rate: its spec says rates=False, so no one asks it")
+        """The rating on the [0, 1] scale for each (user, movie) pair, for a spec that rates; a
+        user or movie the fit never saw gets a training mean (RatingMeans) instead."""
+        if not self.spec.rates:
+            raise NotImplementedError(f"{self.name} does not rate: its spec says rates=False, so no one asks it")
+        users, movies = np.asarray(users, np.int64), np.asarray(movies, np.int64)
+        predicted = self._predict(users, movies)
+        return predicted if self.means is None else self.means.fill(users, movies, predicted)
+
+    def _predict(self, users: np.ndarray, movies: np.ndarray) -> np.ndarray:
+        """The model's own ratings for pairs (only rating models have one)."""
+        raise NotImplementedError(f"{self.name} does not rate")
 
     @torch.no_grad()
     def ratings_of_ranked(self, users: torch.Tensor, movies: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
@@ -250,7 +303,8 @@ class Recommender(ABC):
         """Written beside and renamed over `path`: a kill mid-save leaves the previous file whole."""
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save({"model": self.name, "params": self.params, "state": self.state_dict()}, partial)
+        saved = {"model": self.name, "params": self.params, "state": self.state_dict(), "means": self.means}
+        torch.save(saved, partial)
         partial.replace(path)
 
     @classmethod
@@ -261,6 +315,7 @@ class Recommender(ABC):
             raise ValueError(f"{path} holds a {saved.get('model')} model, not {cls.spec.name}")
         model = cls(saved["params"], feats, device)
         model.load_state_dict(saved["state"])
+        model.means = saved.get("means")
         return model
 
 
@@ -275,7 +330,7 @@ class ArrayModel(Recommender):
         """The one step a closed form takes."""
         raise NotImplementedError
 
-    def fit(self, train: Ratings, val: Ratings | None = None, plan: FitPlan | None = None) -> FitResult:
+    def _fit(self, train: Ratings, val: Ratings | None, plan: FitPlan) -> FitResult:
         """One solve on `train`; validation and the plan's epochs do not apply."""
         result = FitResult()
         started = time.perf_counter()

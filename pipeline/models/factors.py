@@ -193,8 +193,8 @@ class SVDModel(ArrayModel):
     def _scores(self, users: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         return self.solver.scores(users, out=out)
 
-    def predict(self, users: np.ndarray, movies: np.ndarray) -> np.ndarray:
-        return self.solver.predict(np.asarray(users), np.asarray(movies)).astype(np.float32)
+    def _predict(self, users: np.ndarray, movies: np.ndarray) -> np.ndarray:
+        return self.solver.predict(users, movies).astype(np.float32)
 
     def item_vectors(self) -> torch.Tensor | None:
         return torch.from_numpy(self.solver.movie_factors.astype(np.float32))

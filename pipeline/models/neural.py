@@ -112,9 +112,8 @@ class NeuralRecommender(Recommender):
     def train_params(self) -> TrainParams:
         return train_params(self.params)
 
-    def fit(self, train: Ratings, val: Ratings | None = None, plan: FitPlan | None = None) -> FitResult:
+    def _fit(self, train: Ratings, val: Ratings | None, plan: FitPlan) -> FitResult:
         """Early stopping on `val`, or exactly the plan's epochs; from its init_state when given."""
-        plan = plan or FitPlan()
         if plan.loop is None:
             raise TypeError(f"{self.name} trains in epochs: fit it through pipeline.training.fit, which runs them")
         seed_everything(int(self.params["seed"]))
@@ -165,7 +164,7 @@ class RatingNetwork(NeuralRecommender):
     def task(self, train: Ratings, val: Ratings | None) -> RatingTask:
         return RatingTask(self.module, train, val, self.train_params, self.device)
 
-    def predict(self, users: np.ndarray, movies: np.ndarray) -> np.ndarray:
+    def _predict(self, users: np.ndarray, movies: np.ndarray) -> np.ndarray:
         u, m = (torch.from_numpy(np.array(a, np.int64)).to(self.device) for a in (users, movies))
         return predict_pairs(self.module, u, m).float().cpu().numpy()
 

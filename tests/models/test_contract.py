@@ -15,7 +15,7 @@ import pytest
 
 from pipeline.core.metrics import full_ranking_metrics
 from pipeline.evaluation.split import TEST, TRAIN, VAL
-from pipeline.ingest.layouts import WHOLE_STARS
+from pipeline.ingest.layouts import WHOLE_STARS, RatingScale
 from pipeline.models import registry
 from pipeline.models.base import Recommender, interactions
 from pipeline.serving.recommend import top_n
@@ -99,7 +99,7 @@ def test_a_rating_model_predicts_a_finite_rating_per_pair_and_one_that_cannot_ra
         predicted = model.predict(users, movies)
         assert predicted.shape == (3,) and np.isfinite(predicted).all()
     else:  # nobody asks it: scoring and the protocols read the spec, and it does not pretend to rate
-        assert type(model).predict is Recommender.predict
+        assert type(model)._predict is Recommender._predict
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -145,3 +145,26 @@ def test_a_user_with_one_rating_and_a_movie_nobody_rated_are_served_without_erro
     if model.spec.rates:
         predicted = model.predict(np.array([0, 0, 1]), np.array([N_MOVIES - 1, 3, N_MOVIES - 1]))
         assert np.isfinite(predicted).all()
+
+
+RATING_MODELS = [n for n in MODELS if registry.model_class(n).spec.rates]
+
+
+@pytest.mark.parametrize("name", RATING_MODELS)
+def test_a_rating_for_a_user_or_movie_the_fit_never_saw_is_a_training_mean_on_the_datasets_scale(
+    name: str, split
+) -> None:
+    """A dataset rated 0-10 (a spec dataset can be): an unseen user gets the movie's mean, an unseen
+    movie the user's, both unseen the overall mean; svd predicted 0 for such pairs before."""
+    scale = RatingScale(0.0, 10.0, 0.5)
+    frame = split.filter(pl.col("split") == TRAIN).with_columns(pl.col("rating") * 2)
+    train = ratings(frame, scale)
+    keep = (train.users != 0) & (train.movies != N_MOVIES - 1)  # user 0 and the last movie: never seen
+    train = train.__class__(train.users[keep], train.movies[keep], train.values[keep], train.timestamps[keep])
+    model = fitted(name, train, None, {**FAST, "max_epochs": 2}, epochs=2)
+    stars = model.predict(np.array([0, 5, 0]), np.array([3, N_MOVIES - 1, N_MOVIES - 1])) * scale.max
+    movie_3 = train.values[train.movies == 3].mean() * scale.max
+    user_5 = train.values[train.users == 5].mean() * scale.max
+    overall = train.values.mean() * scale.max
+    np.testing.assert_allclose(stars, [movie_3, user_5, overall], rtol=1e-5)
+    assert 0.0 < overall <= 10.0  # on the dataset's own scale, not the 0 a missing row gave
